@@ -1,0 +1,115 @@
+"""Multi-head attention: one entry point for encoder self-attention and decoder self- and
+cross-attention.
+
+    out[b, i, h] = sum_j softmax_j(<q[b, i, h], k[b, j, h]> / sqrt(Dh)) v[b, j, h]
+
+Layout (xformers' "BMHK"): q (B, Nq, H, Dh), k and v (B, Nk, H, Dh), out (B, Nq, H, Dh);
+Nq may differ from Nk (cross-attention). The layout is the one a fused qkv projection produces
+with a plain `.view`, so no transpose is needed before xformers.
+
+Backends (switch `SMAE_ATTENTION=auto|xformers|sdpa|math`, `set_attention_backend`,
+`use_attention_backend`, or the `backend=` argument of one call):
+- xformers: `xformers.ops.memory_efficient_attention` (CUDA only);
+- sdpa: `torch.nn.functional.scaled_dot_product_attention` (any device);
+- math: `attention_reference`, float64 softmax(QK^T/sqrt(d))V, the specification;
+- auto: xformers on CUDA when it imports and accepts the inputs, SDPA otherwise.
+`last_attention_backend()` says which backend the latest call ran.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from .backend import BackendSwitch, BackendUnavailable
+
+ATTENTION = BackendSwitch("SMAE_ATTENTION", ("auto", "xformers", "sdpa", "math"))
+_last_backend: str | None = None
+
+
+def set_attention_backend(name: str) -> None:
+    ATTENTION.set(name)
+
+
+def use_attention_backend(name: str):
+    """Context manager: attention backend `name` inside the block."""
+    return ATTENTION.use(name)
+
+
+def last_attention_backend() -> str | None:
+    """The backend ('xformers', 'sdpa' or 'math') the latest `attention` call ran, None before any."""
+    return _last_backend
+
+
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(QK^T / sqrt(Dh)) V in float64; q (B, Nq, H, Dh), k/v (B, Nk, H, Dh) -> q's dtype."""
+    q64, k64, v64 = (t.double() for t in (q, k, v))
+    scores = torch.einsum("bihd,bjhd->bhij", q64, k64) / q.shape[-1] ** 0.5  # (B, H, Nq, Nk)
+    out = torch.einsum("bhij,bjhd->bihd", scores.softmax(dim=-1), v64)
+    return out.to(q.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _import_xformers():
+    """(memory_efficient_attention, None) or (None, why it is unavailable)."""
+    try:
+        from xformers.ops import memory_efficient_attention
+    except Exception as error:  # a broken build raises more than ImportError
+        return None, f"xformers does not import ({type(error).__name__}: {error})"
+    return memory_efficient_attention, None
+
+
+def xformers_reasons(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[str]:
+    """Why xformers cannot take these inputs; [] when it may (its own dispatcher has the last word)."""
+    reasons = []
+    _, import_error = _import_xformers()
+    if import_error:
+        reasons.append(import_error)
+    if q.device.type != "cuda":
+        reasons.append(f"inputs are on {q.device}, xformers runs on CUDA only")
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        reasons.append(f"dtype {q.dtype} is not float16, bfloat16 or float32")
+    return reasons
+
+
+def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"attention expects (B, N, H, Dh) tensors, got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+        raise ValueError(f"attention shapes do not match: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    # SDPA wants (B, H, N, Dh); transposes are views, SDPA handles the strides.
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    """Scaled dot-product attention; q (B, Nq, H, Dh), k/v (B, Nk, H, Dh) -> (B, Nq, H, Dh)."""
+    global _last_backend
+    _check_shapes(q, k, v)
+    chosen = backend or ATTENTION.get()
+    if chosen not in ATTENTION.choices:
+        raise ValueError(f"attention backend {chosen!r} is not one of {', '.join(ATTENTION.choices)}")
+    if chosen == "math":
+        _last_backend = "math"
+        return attention_reference(q, k, v)
+    if chosen in ("auto", "xformers"):
+        reasons = xformers_reasons(q, k, v)
+        if chosen == "xformers" and reasons:
+            raise BackendUnavailable("attention: xformers was forced but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
+        if not reasons:
+            memory_efficient_attention, _ = _import_xformers()
+            try:
+                out = memory_efficient_attention(q, k, v)
+            except NotImplementedError:
+                # xformers found no operator for these inputs (head dim, alignment, ...).
+                if chosen == "xformers":
+                    raise
+            else:
+                _last_backend = "xformers"
+                return out
+    _last_backend = "sdpa"
+    return _sdpa(q, k, v)

@@ -1,0 +1,36 @@
+"""smae: fast Siamese Masked Autoencoder modules, kernels and label-propagation evaluation.
+
+`kernels/` is installed as the subpackage `smae.kernels` (never as a top-level `kernels`,
+a name that belongs to an unrelated PyPI package).
+"""
+from setuptools import setup
+
+SUBPACKAGES = ["models", "data", "train", "eval", "propagation"]
+
+setup(
+    name="smae",
+    version="0.1.0",
+    description="Siamese Masked Autoencoders: fused Triton kernels, pre-training and label propagation",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["smae", "smae.kernels"] + [f"smae.{name}" for name in SUBPACKAGES],
+    package_dir={"smae": "smae", "smae.kernels": "kernels"},
+    install_requires=[
+        "torch>=2.4",
+        "einops>=0.7",
+        "numpy>=1.24",
+        "pillow>=10.0",  # indexed palette PNGs (DAVIS / VIP annotations)
+        "av>=12.0",  # PyAV: H.264 decode with seeking, mp4 writing
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # Triton ships inside CUDA builds of torch; CPU users add it to run kernels in the
+        # interpreter (TRITON_INTERPRET=1).
+        "triton": ["triton>=3.0"],
+        # xformers pins an exact torch (CUDA) build, so it is opt-in.
+        "xformers": ["xformers"],
+        "test": ["triton>=3.0", "pytest>=8.0", "pytest-benchmark>=4.0", "scipy>=1.10"],
+    },
+    entry_points={"console_scripts": ["smae=smae.cli:main"]},
+)

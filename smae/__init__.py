@@ -1,0 +1,11 @@
+"""smae: Siamese Masked Autoencoders (Gupta et al., NeurIPS 2023) with fused kernels.
+
+    import smae
+    model = smae.build_model("vits16")           # SiamMAE with the dec256d4b decoder
+    loss, pred, mask = model(f1, f2)             # (B, 3, 224, 224) frame pairs
+    feats = model.encoder.get_features(frames)   # (B, h, w, 384)
+"""
+from smae.models import PRESETS, SiamMAE, VisionTransformer, build_encoder, build_model, load_encoder_weights
+
+__version__ = "0.1.0"
+__all__ = ["PRESETS", "SiamMAE", "VisionTransformer", "build_encoder", "build_model", "load_encoder_weights"]

@@ -1,0 +1,5 @@
+import sys
+
+from smae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""SiamMAE (Gupta et al., NeurIPS 2023): a siamese ViT encodes a past frame f1 in full and a
+future frame f2 with 95% of its patches masked; a decoder predicts f2's masked patches from its
+few visible tokens while attending to f1.
+
+Shapes: f1, f2 (B, 3, H, W); L = (H/p)*(W/p) patches; K = int(L * (1 - mask_ratio)) visible.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from smae.kernels import masked_patch_loss, scatter_visible
+
+from .decoder import SiamDecoder
+from .masking import random_masking
+from .pos_embed import resize_pos_embed, sincos_2d
+from .presets import ModelConfig
+from .vit import VisionTransformer, init_mae_
+
+
+class SiamMAE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        enc, dec = config.encoder, config.decoder
+        self.encoder = VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio)
+        self.patch_size = enc.patch_size
+        self.decoder_embed = nn.Linear(enc.embed_dim, dec.embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dec.embed_dim))
+        grid = self.encoder.grid
+        self.decoder_pos_embed = nn.Parameter(sincos_2d(dec.embed_dim, grid).unsqueeze(0), requires_grad=False)
+        self.decoder = SiamDecoder(config.decoder_variant, dec.embed_dim, dec.depth, dec.num_heads, dec.mlp_ratio)
+        self.decoder_pred = nn.Linear(dec.embed_dim, enc.patch_size**2 * 3)
+        init_mae_(self)
+
+    def encode(self, imgs: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
+        """imgs (B, 3, H, W) -> tokens (B, 1 + K, E), ids_restore (B, L) or None, mask (B, L)."""
+        batch = imgs.shape[0]
+        grid = self.encoder.grid_of(imgs)
+        length = grid[0] * grid[1]
+        if mask_ratio == 0:
+            return self.encoder(imgs), None, torch.zeros(batch, length, device=imgs.device)
+        masking = random_masking(batch, length, mask_ratio, imgs.device, generator)
+        return self.encoder(imgs, masking.ids_keep), masking.ids_restore, masking.mask
+
+    def _decoder_tokens(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
+        """Encoder tokens (B, 1 + K, E) -> the full decoder sequence (B, 1 + L, Dd)."""
+        pos_embed = resize_pos_embed(self.decoder_pos_embed, self.encoder.grid, grid)[0]  # (1 + L, Dd)
+        x = self.decoder_embed(tokens)
+        if ids_restore is None:
+            return x + pos_embed
+        return scatter_visible(x, ids_restore, self.mask_token.reshape(-1), pos_embed, num_prefix=1)
+
+    def forward(self, f1: torch.Tensor, f2: torch.Tensor, generator: torch.Generator | None = None):
+        """f1, f2 (B, 3, H, W) -> loss (), pred (B, L, p*p*3) in MAE's patchify order, mask (B, L) 1 = masked."""
+        if f1.shape != f2.shape:
+            raise ValueError(f"f1 and f2 must have the same shape, got {tuple(f1.shape)} and {tuple(f2.shape)}")
+        grid = self.encoder.grid_of(f2)
+        past_tokens, past_restore, _ = self.encode(f1, self.config.past_mask_ratio, generator)
+        future_tokens, future_restore, mask = self.encode(f2, self.config.mask_ratio, generator)
+        past = self._decoder_tokens(past_tokens, past_restore, grid)
+        future = self._decoder_tokens(future_tokens, future_restore, grid)
+        pred = self.decoder_pred(self.decoder(future, past))[:, 1:]  # drop [CLS]: (B, L, p*p*3)
+        loss = masked_patch_loss(pred, f2, mask, patch_size=self.patch_size, norm_pix=self.config.norm_pix_loss)
+        return loss, pred, mask

@@ -1,0 +1,139 @@
+"""Vision Transformer encoder with timm-compatible parameter names.
+
+Names: patch_embed.proj, cls_token, pos_embed, blocks.{i}.norm1, .attn.qkv, .attn.proj, .norm2,
+.mlp.fc1, .mlp.fc2, norm; so DINO, MAE and timm ViT weights load without renaming.
+Position embeddings are fixed 2-D sin-cos (a frozen parameter, as MAE, so loaded learned tables
+replace them) and are resized bicubically to any input grid.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from smae.kernels import attention, gather_visible
+
+from .pos_embed import resize_pos_embed, sincos_2d
+
+LAYER_NORM_EPS = 1e-6  # MAE / timm ViT
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D) -> (B, N, D)."""
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads).unbind(2)  # 3 x (B, N, H, Dh)
+        return self.proj(attention(q, k, v).reshape(batch, length, dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attn = SelfAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, dim: int, in_chans: int = 3):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        """imgs (B, 3, H, W) -> (B, h*w, D), row-major tokens."""
+        return self.proj(imgs).flatten(2).transpose(1, 2)
+
+
+class VisionTransformer(nn.Module):
+    """ViT with a [CLS] token; `img_size` fixes the native grid of the position table."""
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, embed_dim: int = 384, depth: int = 12, num_heads: int = 6, mlp_ratio: float = 4.0):
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.grid = (img_size // patch_size, img_size // patch_size)
+        self.patch_embed = PatchEmbed(patch_size, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(sincos_2d(embed_dim, self.grid).unsqueeze(0), requires_grad=False)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+
+    def grid_of(self, imgs: torch.Tensor) -> tuple[int, int]:
+        height, width = imgs.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"frame size {height}x{width} is not a multiple of the patch size {self.patch_size}")
+        return height // self.patch_size, width // self.patch_size
+
+    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """(1, 1 + h*w, D): the table, bicubically resized when the grid is not the native one."""
+        return resize_pos_embed(self.pos_embed, self.grid, grid)
+
+    def forward(self, imgs: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """imgs (B, 3, H, W); ids_keep (B, K) or None (all tokens) -> (B, 1 + K, D) after `norm`."""
+        pos_embed = self.pos_embed_for(self.grid_of(imgs))  # (1, 1 + L, D)
+        tokens = self.patch_embed(imgs)  # (B, L, D)
+        if ids_keep is None:
+            tokens = tokens + pos_embed[:, 1:]
+        else:
+            tokens = gather_visible(tokens, ids_keep, pos_embed[0, 1:])  # (B, K, D)
+        cls = (self.cls_token + pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
+        x = torch.cat([cls, tokens], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def get_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, 3, H, W) -> (B, h, w, C): last-block patch tokens after the final LayerNorm,
+        [CLS] dropped, not L2-normalised (label propagation normalises over C itself)."""
+        grid = self.grid_of(frames)
+        tokens = self.forward(frames)[:, 1:]  # (B, h*w, C)
+        return tokens.reshape(frames.shape[0], grid[0], grid[1], self.embed_dim)
+
+
+def init_mae_(module: nn.Module) -> None:
+    """MAE initialisation: xavier-uniform Linear and patch-embedding weights, zero biases,
+    unit LayerNorms, N(0, 0.02) tokens. Fixed position tables are left as they are."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.xavier_uniform_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+        elif isinstance(sub, PatchEmbed):
+            # Xavier on the weight seen as a Linear (D, 3*p*p), as MAE does.
+            weight = sub.proj.weight
+            nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+            nn.init.zeros_(sub.proj.bias)
+    for name, param in module.named_parameters():
+        if name.endswith("cls_token") or name.endswith("mask_token"):
+            nn.init.normal_(param, std=0.02)
