@@ -1,0 +1,33 @@
+"""`smae info`: versions, devices and which backends can run here."""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from smae.kernels import backend
+    from smae.kernels.attention import ATTENTION, xformers_reasons
+
+    print(f"smae {_version('smae')}, torch {torch.__version__}, triton {_version('triton')}, xformers {_version('xformers')}")
+    cuda = torch.cuda.is_available()
+    print(f"CUDA: {torch.cuda.get_device_name(0) if cuda else 'not available'}")
+    probe = torch.zeros(1, 1, 1, 8, device="cuda" if cuda else "cpu", dtype=torch.float16)
+    reasons = backend.triton_device_reasons(probe)
+    print(f"kernels: SMAE_KERNELS={backend.get_backend()}; Triton {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
+    reasons = xformers_reasons(probe, probe, probe)
+    print(f"attention: SMAE_ATTENTION={ATTENTION.get()}; xformers {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
+    return 0
