@@ -46,13 +46,13 @@ def encoder_state_dict(checkpoint: Mapping) -> dict[str, torch.Tensor]:
     return state
 
 
-def _fit_pos_embed(state: dict[str, torch.Tensor], encoder: VisionTransformer) -> None:
+def _fit_pos_embed(state: dict[str, torch.Tensor], encoder: VisionTransformer, name: str) -> None:
     table = state.get("pos_embed")
     if table is None or table.shape == encoder.pos_embed.shape:
         return
     side = math.isqrt(table.shape[1] - 1)
     if side * side != table.shape[1] - 1 or table.shape[-1] != encoder.embed_dim:
-        raise ValueError(f"pos_embed of shape {tuple(table.shape)} is not a square grid of width {encoder.embed_dim}")
+        raise ValueError(f"{name}: pos_embed of shape {tuple(table.shape)} does not fit an encoder of width {encoder.embed_dim} (a square grid of that width is needed)")
     state["pos_embed"] = resize_pos_embed(table, (side, side), encoder.grid)
 
 
@@ -69,7 +69,7 @@ def load_encoder_weights(encoder: VisionTransformer, source: str | os.PathLike |
     if not isinstance(source, Mapping):
         raise ValueError(f"{name}: expected a dict of tensors, got {type(source).__name__}")
     state = encoder_state_dict(source)
-    _fit_pos_embed(state, encoder)
+    _fit_pos_embed(state, encoder, name)
     expected = set(encoder.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:

@@ -1,0 +1,111 @@
+"""Propagating a whole evaluation set, then scoring it: the Python API behind `smae propagate`.
+
+    from smae.propagation import PixelFeatures, build_feature_source, propagate_dataset, protocol_preset
+    source = build_feature_source("encoder", "vits16", "dino_vits16.pth", device="cuda")
+    scores = propagate_dataset("davis", "DAVIS", "results/", source, protocol_preset("siammae"))
+
+Under torchrun (a torch.distributed group initialised) the videos are shared out between ranks;
+every rank writes its own, and rank 0 scores the folder once all are done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from smae.eval.tasks import evaluate, json_ready
+
+from .distributed import barrier, current_ranks, shard
+from .engine import propagate_video
+from .features import FeatureSource
+from .outputs import VideoOutput, clear_staging, is_done
+from .protocols import Protocol
+from .videos import list_videos
+
+RUN_FILE = "propagate.json"  # the resolved settings of the run that wrote a results folder
+METRICS_FILE = "metrics.json"
+
+
+def propagate_dataset(
+    task: str,
+    data_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    source: FeatureSource,
+    protocol: Protocol,
+    *,
+    split: str = "val",
+    batch_size: int = 8,
+    resume: bool = False,
+    overlays: bool = False,
+    evaluate: bool = True,
+    progress: bool = True,
+    run_info: dict | None = None,
+) -> dict | None:
+    """Propagates every video of `task` ('davis', 'jhmdb', 'vip') under `data_root` into `out_dir`.
+
+    source: features of normalised frames (EncoderFeatures, PixelFeatures or any FeatureSource);
+    batch_size: frames encoded at once; resume: keep videos already finished in out_dir (the
+    settings must match the saved ones); overlays: also write pictures and an mp4 per video;
+    run_info: extra JSON-able settings recorded in out_dir/propagate.json (weights, preset...).
+    Returns the scores on rank 0 when `evaluate` (also saved as out_dir/metrics.json), else None.
+    """
+    out_dir = Path(out_dir)
+    videos = list_videos(task, data_root, split)
+    ranks = current_ranks()
+    settings = {"task": task, "split": split, "protocol": dataclasses.asdict(protocol),
+                "source": {"type": type(source).__name__, "stride": source.stride}, **(run_info or {})}
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+    _check_resumable(out_dir, settings, resume)  # every rank: all raise alike, none waits alone
+    if ranks.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        clear_staging(out_dir)
+        _write_json(out_dir / RUN_FILE, settings)
+    barrier()
+
+    mine = [videos[i] for i in shard([len(v.frames) for v in videos], ranks.rank, ranks.world_size)]
+    todo = [video for video in mine if not (resume and is_done(out_dir, video))]
+    bar = tqdm(total=sum(len(v.frames) for v in todo), unit="frame", disable=not progress,
+               desc=f"propagate {task}" + (f" [rank {ranks.rank}]" if ranks.world_size > 1 else ""), position=ranks.rank)
+    with bar:
+        for video in todo:
+            bar.set_postfix_str(video.name)
+            with VideoOutput(out_dir, video, overlays) as output:
+                output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
+    barrier()
+    if not evaluate or ranks.rank != 0:
+        return None
+    scores = evaluate_results(task, data_root, out_dir, split)
+    _write_json(out_dir / METRICS_FILE, json_ready(scores))  # strict JSON: NaN (undefined) -> null
+    return scores
+
+
+def _counted(predictions, bar):
+    for prediction in predictions:
+        bar.update(1)
+        yield prediction
+
+
+def evaluate_results(task: str, data_root: str | os.PathLike, out_dir: str | os.PathLike, split: str) -> dict:
+    """The task's official scores of a results folder (smae.eval.tasks.evaluate)."""
+    return evaluate(task, data_root, out_dir, split=split)
+
+
+def _check_resumable(out_dir: Path, settings: dict, resume: bool) -> None:
+    """--resume must not mix results made with other settings into one folder."""
+    saved_path = out_dir / RUN_FILE
+    if not resume or not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    changed = sorted(key for key in set(saved) | set(settings) if saved.get(key) != settings.get(key))
+    if changed:
+        details = "; ".join(f"{key}: {saved.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
+        raise ValueError(f"--resume: {out_dir} holds results made with other settings ({details}); use a new --out or drop --resume")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)

@@ -1,0 +1,126 @@
+"""The videos of an evaluation set, and their frames streamed one batch at a time.
+
+Folder layouts are read with smae.eval.layouts (DAVIS-2017, JHMDB and VIP as ajabri/videowalk
+uses them). Frames are decoded on a background thread one batch ahead, resized on the target
+device as cv2.resize(INTER_LINEAR) does (bilinear, half-pixel centres, no antialiasing) and
+normalised, so a video never has more than two batches of frames in memory.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from smae.eval import layouts_read as layouts
+
+from .protocols import Protocol, input_size
+
+
+@dataclass(frozen=True)
+class Video:
+    name: str  # output name under the results folder ("<seq>", or "<action>/<video>" for JHMDB)
+    frames: tuple[Path, ...]  # frame images in temporal order
+    kind: Literal["segmentation", "pose"]
+    annotation: Path  # segmentation: the first frame's label PNG; pose: the video's joint_positions.mat
+
+
+@dataclass
+class FrameBatch:
+    pixels: torch.Tensor  # (B, 3, H, W) float32, resized and normalised, on the requested device
+    originals: np.ndarray  # (B, H0, W0, 3) uint8 RGB at the file's resolution
+    start: int  # index of the batch's first frame in the video
+
+
+def _frame_order(path: Path) -> tuple:
+    """Numeric frame names sort by number (JHMDB's 1.png ... 10.png), others by name."""
+    return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+
+
+def frame_paths(folder: Path, suffix: str) -> tuple[Path, ...]:
+    paths = sorted(folder.glob(f"*{suffix}"), key=_frame_order)
+    if not paths:
+        raise FileNotFoundError(f"no {suffix} frames in {folder}")
+    return tuple(paths)
+
+
+def list_videos(task: str, root: str | os.PathLike, split: str = "val") -> list[Video]:
+    """The videos of `task` ('davis', 'jhmdb', 'vip') in the split's list-file order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {root} does not exist")
+    if task == "davis":
+        frames = root / "JPEGImages" / layouts.DAVIS_RESOLUTION
+        return [
+            _segmentation_video(seq, frames / seq, ".jpg", layouts.davis_annotation_paths(root, seq)[0])
+            for seq in layouts.davis_sequences(root, split)
+        ]
+    if task == "vip":
+        return [
+            _segmentation_video(video, root / "Images" / video, ".jpg", layouts.vip_annotation_paths(root, video)[0])
+            for video in layouts.vip_videos(root, split)
+        ]
+    if task == "jhmdb":
+        return [
+            Video(layouts.jhmdb_video_key(folder), frame_paths(folder, ".png"), "pose", mat)
+            for folder, mat in layouts.jhmdb_videos(root, split)
+        ]
+    raise ValueError(f"unknown task {task!r}; choose from davis, jhmdb, vip")
+
+
+def _segmentation_video(name: str, folder: Path, suffix: str, first_annotation: Path) -> Video:
+    frames = frame_paths(folder, suffix)
+    if first_annotation.stem != frames[0].stem:
+        raise ValueError(f"{name}: the first annotation {first_annotation} does not belong to the first frame {frames[0]}")
+    return Video(name, frames, "segmentation", first_annotation)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8."""
+    if not path.is_file():
+        raise FileNotFoundError(f"frame not found: {path}")
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def frame_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image, read from its header only."""
+    with Image.open(path) as image:
+        return image.height, image.width
+
+
+def iter_frame_batches(
+    frames: tuple[Path, ...], protocol: Protocol, stride: int, batch_size: int, device: torch.device
+) -> Iterator[FrameBatch]:
+    """Decodes, resizes and normalises `frames` in batches of `batch_size`, one batch ahead."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    height, width = frame_size(frames[0])
+    size = input_size(protocol, height, width, stride)
+    mean = torch.tensor(protocol.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(protocol.std, device=device).view(1, 3, 1, 1)
+
+    def decode(start: int) -> np.ndarray:
+        images = [read_rgb(path) for path in frames[start:start + batch_size]]
+        for path, image in zip(frames[start:], images):
+            if image.shape[:2] != (height, width):
+                raise ValueError(f"{path}: frame size {image.shape[:2]} differs from the video's first frame {(height, width)}")
+        return np.stack(images)
+
+    starts = range(0, len(frames), batch_size)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(decode, starts[0])
+        for position, start in enumerate(starts):
+            originals = pending.result()
+            if position + 1 < len(starts):
+                pending = pool.submit(decode, starts[position + 1])
+            pixels = torch.from_numpy(originals).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H0, W0)
+            if pixels.shape[-2:] != size:
+                pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=False)
+            yield FrameBatch((pixels - mean) / std, originals, start)
