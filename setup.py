@@ -23,6 +23,7 @@ setup(
         "pillow>=10.0",  # indexed palette PNGs (DAVIS / VIP annotations)
         "av>=12.0",  # PyAV: H.264 decode with seeking, mp4 writing
         "tqdm>=4.66",
+        "scipy>=1.10",  # JHMDB's MATLAB joint files (scipy.io.loadmat / savemat)
     ],
     extras_require={
         # Triton ships inside CUDA builds of torch; CPU users add it to run kernels in the
@@ -30,7 +31,7 @@ setup(
         "triton": ["triton>=3.0"],
         # xformers pins an exact torch (CUDA) build, so it is opt-in.
         "xformers": ["xformers"],
-        "test": ["triton>=3.0", "pytest>=8.0", "pytest-benchmark>=4.0", "scipy>=1.10"],
+        "test": ["triton>=3.0", "pytest>=8.0", "pytest-benchmark>=4.0"],
     },
     entry_points={"console_scripts": ["smae=smae.cli:main"]},
 )

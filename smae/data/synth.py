@@ -1,0 +1,292 @@
+"""`smae synth`: deterministic procedural videos for pre-training and for every evaluation.
+
+Each video is a random scene (smae.data.synth_scene): textured random shapes and articulated
+"puppets" translate, rotate, change scale, occlude each other, enter and leave the frame,
+over a panning textured background. Ground truth comes from the same rasterisation that drew
+the pixels. One scene per video, from its own random stream seeded by (seed, format, index):
+the same seed gives the same bytes, and a format's videos do not depend on which other
+formats are generated.
+
+Formats (layouts in smae.data.layouts), each in its own folder of the output directory:
+    mp4    videos/synth0000.mp4 ...          pre-training videos (no labels)
+    davis  davis/  (DAVIS-2017 semi-supervised: objects 1..n all visible in frame 0; objects
+                    entering later are unannotated, i.e. background, as in DAVIS)
+    jhmdb  jhmdb/  (one puppet per video; its 15 joints as JHMDB pos_img)
+    vip    vip/    (puppets whose body parts carry VIP's 20 part classes; other shapes are
+                    background)
+A format's folder is rebuilt whole on every run; `synth.json` records what was generated.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+FORMATS = ("mp4", "davis", "jhmdb", "vip")
+FORMAT_DIRS = {"mp4": "videos", "davis": "davis", "jhmdb": "jhmdb", "vip": "vip"}
+_FORMAT_STREAMS = {"mp4": 0, "davis": 1, "jhmdb": 2, "vip": 3}  # part of each video's seed
+MANIFEST = "synth.json"
+
+
+@dataclass(frozen=True)
+class VideoSetSpec:
+    """Size of one format's share of a preset. Ranges are inclusive (min, max)."""
+
+    videos: int  # number of videos / sequences
+    frames: tuple[int, int]  # frames per video
+    height: int
+    width: int
+    objects: tuple[int, int]  # objects visible in frame 0 (annotated ones; people for jhmdb / vip)
+    entering: tuple[int, int]  # extra shapes outside the frame at t=0 that move in (unannotated)
+
+
+@dataclass(frozen=True)
+class SynthPreset:
+    mp4: VideoSetSpec
+    davis: VideoSetSpec
+    jhmdb: VideoSetSpec
+    vip: VideoSetSpec
+
+
+PRESETS: dict[str, SynthPreset] = {
+    # Seconds on one CPU core: enough for tests and a CPU pre-training demo (frame gaps up to
+    # 48 need videos of at least 49 frames).
+    "tiny": SynthPreset(
+        mp4=VideoSetSpec(videos=8, frames=(96, 96), height=128, width=128, objects=(2, 4), entering=(0, 2)),
+        davis=VideoSetSpec(videos=3, frames=(20, 20), height=120, width=216, objects=(1, 3), entering=(0, 1)),
+        jhmdb=VideoSetSpec(videos=2, frames=(16, 16), height=96, width=128, objects=(1, 1), entering=(0, 1)),
+        vip=VideoSetSpec(videos=2, frames=(12, 12), height=120, width=216, objects=(1, 2), entering=(0, 1)),
+    ),
+    # DAVIS-2017 val's shape: 30 sequences of 25-104 frames (~2000 in all) at 854x480 with 1-5
+    # objects. JHMDB at its 320x240 and 15-40 frames per clip; VIP at 854x480.
+    "davis-val-size": SynthPreset(
+        mp4=VideoSetSpec(videos=40, frames=(150, 150), height=256, width=320, objects=(2, 5), entering=(0, 2)),
+        davis=VideoSetSpec(videos=30, frames=(25, 104), height=480, width=854, objects=(1, 5), entering=(0, 2)),
+        jhmdb=VideoSetSpec(videos=40, frames=(15, 40), height=240, width=320, objects=(1, 1), entering=(0, 2)),
+        vip=VideoSetSpec(videos=10, frames=(20, 20), height=480, width=854, objects=(1, 3), entering=(0, 2)),
+    ),
+}
+
+
+def _check_spec(name: str, spec: VideoSetSpec) -> None:
+    def ordered(field, low):
+        lo, hi = getattr(spec, field)
+        if not low <= lo <= hi:
+            raise ValueError(f"preset {name}.{field}: need {low} <= min <= max, got {(lo, hi)}")
+
+    if spec.videos < 1:
+        raise ValueError(f"preset {name}.videos: need at least 1, got {spec.videos}")
+    if spec.height < 16 or spec.width < 16:
+        raise ValueError(f"preset {name}: frames of at least 16x16 pixels, got {spec.height}x{spec.width}")
+    ordered("frames", 3)  # DAVIS scoring drops the first and last frames
+    ordered("objects", 1)
+    ordered("entering", 0)
+    if spec.objects[1] + spec.entering[1] > 255:
+        raise ValueError(f"preset {name}: at most 255 objects per video (8-bit labels)")
+    if name == "mp4" and (spec.height % 2 or spec.width % 2):
+        raise ValueError(f"preset mp4: H.264 yuv420p needs an even frame size, got {spec.height}x{spec.width}")
+    if name == "jhmdb" and spec.objects != (1, 1):
+        raise ValueError(f"preset jhmdb.objects must be (1, 1): one person carries the joints, "
+                         f"got {spec.objects}")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """'davis,vip' -> ('davis', 'vip'), in the canonical order; unknown names are an error."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise ValueError(f"--formats: unknown {unknown or 'empty list'}; choose from {','.join(FORMATS)}")
+    return tuple(name for name in FORMATS if name in names)
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Creates `out_dir` and checks it is writable and not someone else's data."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: exists and is not a directory")
+    try:
+        foreign = out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).exists()
+        if not foreign:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out_dir):
+                pass
+    except OSError as error:
+        raise ValueError(f"--out {out_dir}: cannot create or write there ({error.strerror or error})") from None
+    if foreign:  # never mix our folders into (or replace folders of) a real data set
+        raise FileExistsError(f"--out {out_dir}: not empty and not written by smae synth (no {MANIFEST}); "
+                              "choose a new or empty directory")
+
+
+def _scenes(spec: VideoSetSpec, seed: int, fmt: str, people: bool, **scene_options) -> Iterator[tuple]:
+    """(index, scene, number of annotated objects) for each video of one format."""
+    import numpy as np
+
+    from smae.data.synth_scene import build_scene
+
+    for index in range(spec.videos):
+        rng = np.random.default_rng([seed, _FORMAT_STREAMS[fmt], index])
+        num_frames = int(rng.integers(spec.frames[0], spec.frames[1] + 1))
+        num_objects = int(rng.integers(spec.objects[0], spec.objects[1] + 1))
+        num_entering = int(rng.integers(spec.entering[0], spec.entering[1] + 1))
+        scene = build_scene(rng, num_frames, spec.height, spec.width, num_objects, num_entering,
+                            people=people, **scene_options)
+        yield index, scene, num_objects
+
+
+def _write_mp4(root: Path, spec: VideoSetSpec, seed: int) -> int:
+    from smae.data.layouts import write_mp4
+    from smae.data.synth_scene import render_frame
+
+    total = 0
+    for index, scene, _ in _scenes(spec, seed, "mp4", people=False, puppet_share=0.3):
+        frames = (render_frame(scene, t).rgb for t in range(scene.num_frames))
+        total += write_mp4(root / f"synth{index:04d}.mp4", frames, spec.height, spec.width)
+    return total
+
+
+def _write_davis(root: Path, spec: VideoSetSpec, seed: int) -> int:
+    import numpy as np
+
+    from smae.data.layouts import DavisLayout
+    from smae.data.synth_scene import render_frame
+
+    layout, names, total = DavisLayout(root), [], 0
+    for index, scene, num_objects in _scenes(spec, seed, "davis", people=False):
+        name = f"synth{index:03d}"
+        for t in range(scene.num_frames):
+            frame = render_frame(scene, t)
+            # Objects 1..num_objects are the ones visible in frame 0; later arrivals are background.
+            labels = np.where(frame.objects <= num_objects, frame.objects, 0).astype(np.uint8)
+            layout.write_frame(name, t, frame.rgb, labels)
+        names.append(name)
+        total += scene.num_frames
+    layout.write_lists(names)
+    return total
+
+
+def _write_jhmdb(root: Path, spec: VideoSetSpec, seed: int) -> int:
+    from smae.data.layouts import JhmdbLayout
+    from smae.data.synth_scene import render_frame
+
+    layout, videos, total = JhmdbLayout(root), [], 0
+    for index, scene, _ in _scenes(spec, seed, "jhmdb", people=True, person_size=(0.1, 0.15)):
+        action = scene.actions[0]
+        video = f"synth_{action}_{index:03d}"
+        for t in range(scene.num_frames):
+            layout.write_frame(action, video, t, render_frame(scene, t).rgb)
+        layout.write_joints(action, video, scene.joints[0])
+        videos.append((action, video))
+        total += scene.num_frames
+    layout.write_lists(videos)
+    return total
+
+
+def _write_vip(root: Path, spec: VideoSetSpec, seed: int) -> int:
+    from smae.data.layouts import VipLayout
+    from smae.data.synth_scene import render_frame
+
+    layout, names, total = VipLayout(root), [], 0
+    for index, scene, _ in _scenes(spec, seed, "vip", people=True):
+        name = f"videos{index + 1}"
+        for t in range(scene.num_frames):
+            frame = render_frame(scene, t)
+            layout.write_frame(name, t, frame.rgb, frame.parts)
+        names.append(name)
+        total += scene.num_frames
+    layout.write_lists(names)
+    return total
+
+
+_WRITERS: dict[str, Callable[[Path, VideoSetSpec, int], int]] = {
+    "mp4": _write_mp4, "davis": _write_davis, "jhmdb": _write_jhmdb, "vip": _write_vip,
+}
+
+
+def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "tiny", seed: int = 0,
+             formats: str | tuple[str, ...] | list[str] = FORMATS,
+             log: Callable[[str], None] | None = None) -> dict:
+    """Writes the chosen formats under `out_dir`; returns a summary of what was written.
+
+    preset: a name in PRESETS or a SynthPreset. formats: names or "davis,vip". Summary:
+    {"out_dir", "seed", "preset", "formats": {format: {"path", "videos", "frames", "height",
+    "width", "seconds"}}}. synth.json in `out_dir` records each format's seed and spec as soon
+    as its folder is in place (it never carries timings: same seed, same bytes).
+    """
+    from smae.data.layouts import replaced_dir
+
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"--preset: unknown {preset!r}; known: {', '.join(PRESETS)}")
+        preset_name, preset = preset, PRESETS[preset]
+    else:
+        preset_name = "custom"
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed!r}")
+    formats = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
+    for fmt in formats:
+        _check_spec(fmt, getattr(preset, fmt))
+    if "jhmdb" in formats:
+        _require_scipy()
+    out_dir = Path(out_dir)
+    _prepare_out_dir(out_dir)
+
+    summary = {"out_dir": str(out_dir), "seed": seed, "preset": preset_name, "formats": {}}
+    for fmt in formats:
+        spec = getattr(preset, fmt)
+        start = time.perf_counter()
+        with replaced_dir(out_dir / FORMAT_DIRS[fmt]) as root:
+            frames = _WRITERS[fmt](root, spec, seed)
+        info = {"path": FORMAT_DIRS[fmt], "videos": spec.videos, "frames": frames,
+                "height": spec.height, "width": spec.width}
+        _record(out_dir, fmt, dict(info, seed=seed, preset=preset_name, spec=dataclasses.asdict(spec)))
+        seconds = time.perf_counter() - start
+        summary["formats"][fmt] = dict(info, seconds=round(seconds, 2))
+        if log:
+            log(f"{fmt}: {spec.videos} videos, {frames} frames of {spec.height}x{spec.width} "
+                f"in {out_dir / FORMAT_DIRS[fmt]} ({seconds:.1f} s)")
+    return summary
+
+
+def _require_scipy() -> None:
+    try:
+        import scipy.io  # noqa: F401 - JHMDB joints are MATLAB .mat files
+    except ImportError:
+        raise ValueError("--formats jhmdb writes MATLAB .mat files and needs scipy "
+                         "(pip install scipy)") from None
+
+
+def _record(out_dir: Path, fmt: str, entry: dict) -> None:
+    """Sets one format's entry in synth.json, atomically."""
+    path = out_dir / MANIFEST
+    manifest = json.loads(path.read_text()) if path.exists() else {"formats": {}}
+    manifest["formats"][fmt] = entry
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                        help="dataset sizes (default: tiny)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset field, e.g. davis.videos=5 or vip.frames=10,20 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from smae.config import apply_overrides
+
+    # With --set the preset becomes a custom one; synth.json records its full spec.
+    preset = apply_overrides(PRESETS[args.preset], args.set) if args.set else args.preset
+    summary = generate(args.out, preset, args.seed, args.formats, log=print)
+    total = sum(info["frames"] for info in summary["formats"].values())
+    print(f"wrote {total} frames to {args.out} (preset {summary['preset']}, seed {args.seed})")
+    return 0
