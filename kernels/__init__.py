@@ -12,13 +12,23 @@ from .attention import (
     use_attention_backend,
 )
 from .backend import BackendUnavailable, get_backend, set_backend, use_backend
-from .masking import gather_visible, gather_visible_reference, scatter_visible, scatter_visible_reference
+from .masking import (
+    gather_patches,
+    gather_patches_reference,
+    gather_visible,
+    gather_visible_reference,
+    scatter_visible,
+    scatter_visible_reference,
+)
 from .patch_loss import masked_patch_loss, masked_patch_loss_reference, patchify, unpatchify
+from .propagation import propagate_labels, propagate_labels_reference
 
 __all__ = [
     "BackendUnavailable",
     "attention",
     "attention_reference",
+    "gather_patches",
+    "gather_patches_reference",
     "gather_visible",
     "gather_visible_reference",
     "get_backend",
@@ -26,6 +36,8 @@ __all__ = [
     "masked_patch_loss",
     "masked_patch_loss_reference",
     "patchify",
+    "propagate_labels",
+    "propagate_labels_reference",
     "scatter_visible",
     "scatter_visible_reference",
     "set_attention_backend",

@@ -7,7 +7,12 @@
 
 pred (B, L, p*p*3), imgs (B, 3, H, W) with H, W multiples of p, mask (B, L) with 1 = counted
 (masked). The loss is computed in float32 (float64 for float64 inputs) and returned as a 0-dim
-tensor of that dtype. Bytes: the kernel reads pred and imgs once and writes d loss / d pred once.
+tensor of that dtype. d loss / d pred[b, l] = 2 * mask[b, l] * (pred - target) / (N * sum(mask)),
+N = p*p*3.
+
+Bytes (the Triton path, `patch_loss_triton.py`, imported on first use): forward reads pred and
+imgs once (plus the mask) and writes the gradient once, already computed; backward reads it
+and writes it scaled by the incoming gradient. About 5*N FLOPs per patch: memory-bound.
 """
 from __future__ import annotations
 
@@ -48,6 +53,12 @@ def masked_patch_loss_reference(
     return (per_patch * mask).sum() / mask.sum()
 
 
+def _triton():
+    from . import patch_loss_triton  # Triton is optional: imported on the first kernel call only
+
+    return patch_loss_triton
+
+
 def _check_inputs(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_size: int) -> None:
     if imgs.dim() != 4 or imgs.shape[2] % patch_size or imgs.shape[3] % patch_size:
         raise ValueError(f"masked_patch_loss: imgs must be (B, C, H, W) with H, W multiples of patch_size={patch_size}; got {tuple(imgs.shape)}")
@@ -57,6 +68,35 @@ def _check_inputs(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, pa
         raise ValueError(f"masked_patch_loss: pred must be (B, L, p*p*C) = {expected}, got {tuple(pred.shape)}")
     if tuple(mask.shape) != expected[:2]:
         raise ValueError(f"masked_patch_loss: mask must be (B, L) = {expected[:2]}, got {tuple(mask.shape)}")
+
+
+def _triton_reasons(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> list[str]:
+    """Why the kernel cannot take these inputs; [] if it can."""
+    reasons = triton_device_reasons(pred, imgs, mask)
+    for name, tensor in (("pred", pred), ("imgs", imgs)):
+        if tensor.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            reasons.append(f"{name} is {tensor.dtype}; the kernel takes float32, float16 or bfloat16")
+    if mask.dtype not in (torch.bool, torch.float32, torch.float16, torch.bfloat16):
+        reasons.append(f"mask is {mask.dtype}; the kernel takes bool, float32, float16 or bfloat16")
+    if torch.is_grad_enabled():
+        reasons += [f"{name} requires grad; the kernel differentiates pred only" for name, t in (("imgs", imgs), ("mask", mask)) if t.requires_grad]
+    return reasons
+
+
+class _MaskedPatchLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pred, imgs, mask, patch_size, norm_pix, eps, store_grad):
+        partials, grad = _triton().patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, store_grad=store_grad)
+        total = partials.sum(0)  # (2,): sum(err * mask), sum(mask), in a fixed order
+        if grad is not None:
+            # d loss / d pred = grad / (N * sum(mask)); the 1/(N * sum(mask)) waits for backward.
+            ctx.save_for_backward(grad, total[1] * pred.shape[-1])
+        return total[0] / total[1]
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, scale = ctx.saved_tensors
+        return grad * (grad_output / scale), None, None, None, None, None, None
 
 
 def masked_patch_loss(
@@ -70,5 +110,7 @@ def masked_patch_loss(
 ) -> torch.Tensor:
     """Mean over masked patches of the per-patch MSE to the (normalised) pixels; see module doc."""
     _check_inputs(pred, imgs, mask, patch_size)
-    use_triton("masked_patch_loss", triton_device_reasons(pred, imgs, mask) + ["no Triton kernel for masked_patch_loss yet"])
+    if use_triton("masked_patch_loss", _triton_reasons(pred, imgs, mask)):
+        store_grad = pred.requires_grad and torch.is_grad_enabled()  # else the kernel skips the gradient's store
+        return _MaskedPatchLoss.apply(pred, imgs, mask, patch_size, norm_pix, eps, store_grad)
     return masked_patch_loss_reference(pred, imgs, mask, patch_size=patch_size, norm_pix=norm_pix, eps=eps)

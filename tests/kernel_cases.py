@@ -4,7 +4,8 @@ import torch
 
 ON_GPU = torch.cuda.is_available()
 
-# The Triton interpreter computes bf16 tl.dot wrongly, so bf16 is checked on a GPU only.
+# The Triton interpreter computes bf16 tl.dot wrongly and rounds float32 -> bfloat16 by truncation
+# (a GPU rounds to nearest, as torch does), so bf16 is checked on a GPU only.
 KERNEL_DTYPES = [torch.float32, torch.float16, torch.bfloat16] if ON_GPU else [torch.float32, torch.float16]
 
 TOLERANCES = {

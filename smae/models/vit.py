@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from smae.kernels import attention, gather_visible
+from smae.kernels import attention, gather_patches
 
 from .pos_embed import resize_pos_embed, sincos_2d
 
@@ -99,11 +100,14 @@ class VisionTransformer(nn.Module):
     def forward(self, imgs: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """imgs (B, 3, H, W); ids_keep (B, K) or None (all tokens) -> (B, 1 + K, D) after `norm`."""
         pos_embed = self.pos_embed_for(self.grid_of(imgs))  # (1, 1 + L, D)
-        tokens = self.patch_embed(imgs)  # (B, L, D)
         if ids_keep is None:
-            tokens = tokens + pos_embed[:, 1:]
+            tokens = self.patch_embed(imgs) + pos_embed[:, 1:]  # (B, L, D)
         else:
-            tokens = gather_visible(tokens, ids_keep, pos_embed[0, 1:])  # (B, K, D)
+            # Embed the kept patches only (1/20 of the patch-embedding FLOPs at 95% masking):
+            # the stride-p convolution is a linear map of each patch's pixels in (c, p, q) order.
+            patches = gather_patches(imgs, ids_keep, self.patch_size)  # (B, K, 3*p*p)
+            proj = self.patch_embed.proj
+            tokens = F.linear(patches, proj.weight.flatten(1), proj.bias) + pos_embed[0, 1:][ids_keep]  # (B, K, D)
         cls = (self.cls_token + pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)
         x = torch.cat([cls, tokens], dim=1)
         for block in self.blocks:
