@@ -25,6 +25,7 @@ import functools
 import pytest
 import torch
 
+from bench.cuda_measure import peak_extra_bytes
 from bench.shapes import PROPAGATION_SHAPES
 from smae.kernels import propagate_labels, propagate_labels_reference, use_backend
 from smae.kernels.propagation import window_mask
@@ -104,12 +105,7 @@ def _peak_extra_bytes(fn, device: str) -> int:
     """Peak memory fn allocates beyond what is held before it: CUDA allocator stats, or the
     process's resident-set high-water mark on the CPU (reset through /proc/self/clear_refs)."""
     if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
+        return peak_extra_bytes(fn)
 
     def status_kib(field: str) -> int:
         with open("/proc/self/status") as status:

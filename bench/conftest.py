@@ -5,12 +5,17 @@
 They time GPU kernels, so without CUDA every case is skipped at collection except those marked
 `cpu_ok` (CPU comparisons, e.g. label propagation's); nothing here touches CUDA otherwise.
 """
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 BENCH_DIR = Path(__file__).resolve().parent
+# Bench files import their shared helpers as `bench.<module>`: make the repository root
+# importable for plain `pytest bench` too, not only `python -m pytest bench`.
+if str(BENCH_DIR.parent) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR.parent))
 
 
 def pytest_configure(config):
