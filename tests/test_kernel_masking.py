@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from kernel_cases import KERNEL_DTYPES, TOLERANCES
-from test_masking import _loop_gather, _loop_scatter
+from float64_specs import loop_gather, loop_scatter
 
 import smae.kernels as K
 from smae.kernels import masking_triton
@@ -131,12 +131,12 @@ def test_reference_gradients_match_float64_loops():
     case = Case(2, 20, 5, 6)
     ids_keep, ids_restore = _masking(case, seed=15)
     tokens, pos = _rand((2, 20, 6), torch.float64, seed=16), _rand((20, 6), torch.float64, seed=17)
-    want, want_grads = _grads(lambda t, p: _loop_gather(t, ids_keep, p), (tokens, pos))
+    want, want_grads = _grads(lambda t, p: loop_gather(t, ids_keep, p), (tokens, pos))
     got, got_grads = _grads(lambda t, p: K.gather_visible_reference(t, ids_keep, p), (tokens, pos))
     _assert_all_close((got, *got_grads), (want, *want_grads), torch.float64)
     visible, mask_token, pos = _rand((2, 6, 6), torch.float64, seed=18), _rand((6,), torch.float64, seed=19), _rand((21, 6), torch.float64, seed=20)
     inputs = (visible, mask_token, pos)
-    want, want_grads = _grads(lambda v, m, p: _loop_scatter(v, ids_restore, m, p, 1), inputs)
+    want, want_grads = _grads(lambda v, m, p: loop_scatter(v, ids_restore, m, p, 1), inputs)
     got, got_grads = _grads(lambda v, m, p: K.scatter_visible_reference(v, ids_restore, m, p, 1), inputs)
     _assert_all_close((got, *got_grads), (want, *want_grads), torch.float64)
 

@@ -5,7 +5,7 @@ from typing import NamedTuple
 import pytest
 import torch
 from kernel_cases import KERNEL_DTYPES, TOLERANCES
-from test_patch_loss import mae_loss_float64
+from float64_specs import mae_loss_float64
 
 import smae.kernels as K
 from smae.kernels import patch_loss_triton

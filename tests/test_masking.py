@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import smae.kernels as K
+from float64_specs import loop_gather, loop_scatter
 from smae.models.masking import num_visible, random_masking
 
 
@@ -38,31 +39,11 @@ def test_bad_ratio_is_rejected():
         num_visible(196, 1.0)
 
 
-def _loop_gather(tokens, ids_keep, pos):
-    out = torch.empty(ids_keep.shape + tokens.shape[-1:], dtype=torch.float64)
-    for b in range(ids_keep.shape[0]):
-        for k, index in enumerate(ids_keep[b].tolist()):
-            out[b, k] = tokens[b, index].double() + pos[index].double()
-    return out
-
-
-def _loop_scatter(visible, ids_restore, mask_token, pos, prefix):
-    batch, length = ids_restore.shape
-    out = torch.empty(batch, prefix + length, visible.shape[-1], dtype=torch.float64)
-    kept = visible.shape[1] - prefix
-    for b in range(batch):
-        out[b, :prefix] = visible[b, :prefix].double()
-        for l in range(length):
-            rank = ids_restore[b, l].item()
-            out[b, prefix + l] = visible[b, prefix + rank].double() if rank < kept else mask_token.double()
-    return out + pos.double()
-
-
 def test_gather_reference_matches_loops():
     generator = torch.Generator().manual_seed(3)
     masking = random_masking(2, 20, 0.75, generator=generator)
     tokens, pos = torch.randn(2, 20, 6, generator=generator), torch.randn(20, 6, generator=generator)
-    torch.testing.assert_close(K.gather_visible_reference(tokens, masking.ids_keep, pos).double(), _loop_gather(tokens, masking.ids_keep, pos))
+    torch.testing.assert_close(K.gather_visible_reference(tokens, masking.ids_keep, pos).double(), loop_gather(tokens, masking.ids_keep, pos))
     assert K.gather_visible(tokens, masking.ids_keep).shape == (2, 5, 6)
 
 
@@ -73,7 +54,7 @@ def test_scatter_reference_matches_loops(prefix):
     visible = torch.randn(2, prefix + 5, 6, generator=generator)
     mask_token, pos = torch.randn(6, generator=generator), torch.randn(prefix + 20, 6, generator=generator)
     got = K.scatter_visible(visible, masking.ids_restore, mask_token, pos, num_prefix=prefix)
-    torch.testing.assert_close(got.double(), _loop_scatter(visible, masking.ids_restore, mask_token, pos, prefix))
+    torch.testing.assert_close(got.double(), loop_scatter(visible, masking.ids_restore, mask_token, pos, prefix))
 
 
 def test_masking_ops_name_bad_arguments():

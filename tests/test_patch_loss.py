@@ -2,28 +2,9 @@
 import pytest
 import torch
 
+from float64_specs import mae_loss_float64
+
 import smae.kernels as K
-
-
-def mae_loss_float64(pred, imgs, mask, patch_size, norm_pix=True, eps=1e-6):
-    """Per patch with explicit loops over the grid: patch pixels in (p, q, c) order."""
-    batch, channels, height, width = imgs.shape
-    grid_w = width // patch_size
-    total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-    for b in range(batch):
-        for l in range(mask.shape[1]):
-            i, j = divmod(l, grid_w)
-            patch = imgs[b, :, i * patch_size:(i + 1) * patch_size, j * patch_size:(j + 1) * patch_size]
-            target = patch.double().permute(1, 2, 0).reshape(-1)  # (p, q, c)
-            if norm_pix:
-                n = target.numel()
-                mean = target.sum() / n
-                var = ((target - mean) ** 2).sum() / (n - 1)
-                target = (target - mean) / torch.sqrt(var + eps)
-            error = ((pred[b, l].double() - target) ** 2).mean()
-            total = total + error * mask[b, l].double()
-            count = count + mask[b, l].double()
-    return total / count
 
 
 @pytest.mark.parametrize("norm_pix", [True, False])
