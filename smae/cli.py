@@ -12,6 +12,11 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("smae.info", "show versions, devices and which kernel backends can run"),
+    "pretrain": ("smae.train.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
+    "demo": ("smae.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
+    "propagate": ("smae.propagation.command", "propagate first-frame labels through DAVIS / JHMDB / VIP videos and score them"),
+    "synth": ("smae.data.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB and VIP layouts"),
+    "evaluate": ("smae.eval.evaluate_cli", "score a results folder: DAVIS J&F (official numbers), JHMDB PCK, VIP mIoU"),
 }
 
 

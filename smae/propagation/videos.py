@@ -1,6 +1,6 @@
 """The videos of an evaluation set, and their frames streamed one batch at a time.
 
-Folder layouts are read with smae.eval.layouts (DAVIS-2017, JHMDB and VIP as ajabri/videowalk
+Folder layouts are read with smae.eval.layouts_read (DAVIS-2017, JHMDB and VIP as ajabri/videowalk
 uses them). Frames are decoded on a background thread one batch ahead, resized on the target
 device as cv2.resize(INTER_LINEAR) does (bilinear, half-pixel centres, no antialiasing) and
 normalised, so a video never has more than two batches of frames in memory.
