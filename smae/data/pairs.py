@@ -1,0 +1,108 @@
+"""The pre-training data: pairs (f1 = past, f2 = future) of frames of one video.
+
+Per decoded video, `repeats` pairs (SiamMAE's repeated sampling): each has its own gap, drawn
+uniformly from `gap_range` (clipped to what the video allows), and its own crop and flip,
+shared by its two frames. A dataset item is keyed by (pass, video index) and draws all its
+randomness from a generator seeded by (seed, pass, index): a pair does not depend on the worker
+that made it, the rank, or whether the run was resumed.
+
+A video that cannot give its pairs (unreadable, truncated, empty, shorter than the smallest gap)
+is skipped: the item records (path, reason) and takes another video drawn by the same generator,
+so batches keep their size and an epoch never stops on bad files.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .transforms import PairAugment
+from .video import VideoError, VideoSource, open_video
+
+# Replacement videos tried per item before the data is declared unusable; with a third of the
+# files broken, 64 failures in a row happen with probability 3^-64.
+MAX_ATTEMPTS = 64
+
+
+class PairKey(NamedTuple):
+    pass_index: int  # passes over the video list so far (the sampler's epoch)
+    video_index: int
+
+
+def sample_pair_indices(rng: np.random.Generator, num_frames: int, gap_range: tuple[int, int]) -> tuple[int, int]:
+    """(i1, i2) with i2 - i1 uniform in [low, min(high, num_frames - 1)] and both in the video."""
+    low, high = gap_range
+    if num_frames < low + 1:
+        raise ValueError(f"{num_frames} frames cannot hold a gap of {low}")
+    gap = int(rng.integers(low, min(high, num_frames - 1) + 1))
+    first = int(rng.integers(0, num_frames - gap))
+    return first, first + gap
+
+
+class FramePairDataset(Dataset):
+    """Items: {"f1", "f2": (R, 3, S, S) float32 normalised, "frames": (R, 2) int64 frame indices,
+    "skipped": [(path, reason), ...] of videos passed over}; R = repeats, S = augment.size."""
+
+    def __init__(self, sources: list[VideoSource], augment: PairAugment, gap_range: tuple[int, int] = (4, 48),
+                 repeats: int = 2, seed: int = 0):
+        low, high = gap_range
+        if not 1 <= low <= high:
+            raise ValueError(f"gap_range must satisfy 1 <= low <= high, got {gap_range}")
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {repeats}")
+        if not sources:
+            raise ValueError("the pair dataset needs at least one video")
+        self.sources = list(sources)
+        self.augment = augment
+        self.gap_range = (low, high)
+        self.repeats = repeats
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def read_pairs(self, source: VideoSource, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`repeats` pairs of one video -> f1 (R, 3, S, S), f2 (R, 3, S, S), frame indices (R, 2)."""
+        reader = open_video(source)
+        try:
+            if reader.num_frames == 0:
+                raise VideoError(f"{source.path}: empty (no frames)")
+            if reader.num_frames < self.gap_range[0] + 1:
+                raise VideoError(f"{source.path}: too short ({reader.num_frames} frames; a pair needs "
+                                 f"{self.gap_range[0] + 1} for the smallest gap {self.gap_range[0]})")
+            pairs = [sample_pair_indices(rng, reader.num_frames, self.gap_range) for _ in range(self.repeats)]
+            frames = reader.read([index for pair in pairs for index in pair])
+        finally:
+            reader.close()
+        shapes = {frame.shape for frame in frames.values()}
+        if len(shapes) != 1:
+            raise VideoError(f"{source.path}: frames change size ({sorted(shapes)})")
+        augmented = [self.augment([frames[i1], frames[i2]], rng) for i1, i2 in pairs]  # R x (2, 3, S, S)
+        both = torch.stack(augmented)  # (R, 2, 3, S, S)
+        return both[:, 0], both[:, 1], torch.tensor(pairs, dtype=torch.int64)
+
+    def __getitem__(self, key: PairKey | tuple[int, int] | int) -> dict:
+        pass_index, index = (0, key) if isinstance(key, int) else key
+        rng = np.random.default_rng((self.seed, pass_index, index))
+        skipped = []
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                f1, f2, frames = self.read_pairs(self.sources[index], rng)
+                return {"f1": f1, "f2": f2, "frames": frames, "skipped": skipped}
+            except VideoError as error:
+                skipped.append((self.sources[index].path, str(error)))
+                index = int(rng.integers(len(self.sources)))
+        raise ValueError(f"{MAX_ATTEMPTS} videos in a row could not be read; check the data. "
+                         f"Last: {skipped[-1][1]}")
+
+
+def collate_pairs(items: list[dict]) -> dict:
+    """Items of R pairs -> one batch: f1, f2 (B*R, 3, S, S), frames (B*R, 2), skipped (list)."""
+    return {
+        "f1": torch.cat([item["f1"] for item in items]),
+        "f2": torch.cat([item["f2"] for item in items]),
+        "frames": torch.cat([item["frames"] for item in items]),
+        "skipped": [entry for item in items for entry in item["skipped"]],
+    }

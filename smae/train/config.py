@@ -1,0 +1,102 @@
+"""Pre-training configuration: one frozen dataclass, named presets, `--set` overrides.
+
+    config = apply_overrides(TRAIN_PRESETS["vits16"], ["batch_size=512", "model.mask_ratio=0.9"])
+
+The architecture is part of the config (`model`, a full ModelConfig taken from the preset of the
+same name), so a run and its checkpoints describe themselves even if a preset changes later.
+Derived values (effective lr, step counts) come from pure functions in `smae.train.optim`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from smae.models.presets import PRESETS, ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=lambda: PRESETS["vits16"])  # architecture; frames are cropped to model.encoder.img_size
+    batch_size: int = 2048  # global batch in pairs, summed over processes and accumulation steps
+    epochs: int = 400  # effective epochs: one epoch = as many pairs as there are videos
+    warmup_epochs: int = 40  # linear warmup (per step) before the cosine decay
+    base_lr: float = 1.5e-4  # learning rate per 256 pairs: lr = base_lr * batch_size / 256
+    min_lr: float = 0.0  # where the cosine decay ends
+    weight_decay: float = 0.05  # AdamW; none on norms, biases, tokens and position embeddings
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW
+    clip_grad: float | None = None  # max global gradient norm; None: no clipping
+    accum_steps: int = 1  # micro-batches per optimizer step (per process)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # autocast; auto: bf16 on CUDA, fp32 on CPU
+    gap_range: tuple[int, int] = (4, 48)  # frame gap between f1 and f2, uniform, bounds included
+    repeats: int = 2  # pairs per decoded video (repeated sampling)
+    crop_scale: tuple[float, float] = (0.5, 1.0)  # random resized crop: area fraction
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: width / height
+    flip_prob: float = 0.5  # horizontal flip, the same for both frames
+    num_workers: int = 8  # DataLoader worker processes per training process
+    seed: int = 0  # data order, crops, masks and init; each rank derives its own streams from it
+    checkpoint_every: int = 1000  # optimizer steps between checkpoints (and one at the end)
+    log_every: int = 20  # optimizer steps between lines of metrics.jsonl
+    figure_pairs: int = 4  # pairs shown in the reconstruction figure at each checkpoint
+
+
+def _paper(model: str) -> TrainConfig:
+    """SiamMAE's 400-epoch recipe (paper Table 4a) for a model preset."""
+    return TrainConfig(model=PRESETS[model])
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # The demo: ~2-3 minutes on a 2-core CPU over the `tiny` synthetic set.
+    "tiny": TrainConfig(model=PRESETS["tiny"], batch_size=32, epochs=100, warmup_epochs=10, base_lr=1.5e-3,
+                        gap_range=(2, 24), num_workers=1, checkpoint_every=200, log_every=10),
+    "vits16": _paper("vits16"),
+    "vits8": _paper("vits8"),
+    "vitb16": _paper("vitb16"),
+}
+
+
+def train_preset(name: str) -> TrainConfig:
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown pre-training preset {name!r}; choose from {', '.join(TRAIN_PRESETS)}")
+    return TRAIN_PRESETS[name]
+
+
+def _from_dict(cls: type, data: dict, where: str):
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"{where}: unknown config keys {unknown}")
+    defaults = cls()
+    values = {}
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            values[name] = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple):
+            values[name] = tuple(value)  # JSON has no tuples
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def train_config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """Inverse of smae.config.to_dict for TrainConfig (as saved in config.json and checkpoints)."""
+    return _from_dict(TrainConfig, data, where)
+
+
+# Fields that do not change what is computed: a resumed run may set them differently (another
+# machine may want other worker counts); any other difference would break the run's schedule.
+OPERATIONAL_FIELDS = ("num_workers", "checkpoint_every", "log_every", "figure_pairs")
+
+
+def config_differences(a: TrainConfig, b: TrainConfig, prefix: str = "", ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ, e.g. ['batch_size: 256 != 512'], except those in `ignore`."""
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if prefix + f.name in ignore:
+            continue
+        if dataclasses.is_dataclass(x):
+            out += config_differences(x, y, f"{prefix}{f.name}.", ignore)
+        elif x != y:
+            out.append(f"{prefix}{f.name}: {x!r} != {y!r}")
+    return out

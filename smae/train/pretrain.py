@@ -1,0 +1,61 @@
+"""`smae pretrain`: SiamMAE pre-training on a folder or list of videos.
+
+    smae pretrain --preset vits16 --data kinetics/train --out runs/vits16 --set batch_size=512
+    torchrun --nproc-per-node=8 -m smae pretrain --preset vits16 --data videos.txt --out runs/a
+    smae pretrain --out runs/a --data videos.txt --resume        # continue from runs/a/checkpoint.pt
+    smae pretrain --out runs/a --data videos.txt --resume --set num_workers=4   # operational changes only
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from smae.train.config import TRAIN_PRESETS  # light: dataclasses only
+
+    parser.add_argument("--preset", choices=list(TRAIN_PRESETS),
+                        help="recipe and architecture (required unless --resume, which reuses the run's)")
+    parser.add_argument("--data", required=True,
+                        help="folder (searched recursively for videos and frame folders), video file, or list file")
+    parser.add_argument("--out", required=True, help="run folder: config.json, checkpoint.pt, metrics.jsonl, figures/")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. batch_size=512 model.mask_ratio=0.9 clip_grad=1.0")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+
+
+def resolve_config(preset: str | None, overrides: list[str], out_dir: str, resume: bool):
+    """(preset name, TrainConfig) from --preset and --set; on --resume without --preset, the
+    run's saved config with --set applied (the loop then allows only operational changes)."""
+    from pathlib import Path
+
+    from smae.config import apply_overrides
+    from smae.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from smae.train.config import train_config_from_dict, train_preset
+
+    if preset is not None:
+        return preset, apply_overrides(train_preset(preset), overrides)
+    if not resume:
+        raise ValueError("--preset is required for a new run")
+    path = Path(out_dir) / CHECKPOINT_NAME
+    checkpoint = load_checkpoint(path)
+    saved = train_config_from_dict(checkpoint["config"], str(path))
+    return checkpoint.get("preset", "custom"), apply_overrides(saved, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from smae.train.loop import TrainingDiverged, train
+
+    preset, config = resolve_config(args.preset, args.overrides, args.out, args.resume)
+    try:
+        result = train(config, args.data, args.out, preset=preset, resume=args.resume)
+    except TrainingDiverged as error:
+        print(f"smae pretrain: stopped: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nsmae pretrain: interrupted; continue from the last checkpoint with\n"
+              f"  smae pretrain --data {args.data} --out {args.out} --resume", file=sys.stderr)
+        return 130
+    print(f"done: {result.steps} steps, last loss {result.final_loss:.4f}; checkpoint {result.checkpoint}"
+          + (f", figure {result.figure}" if result.figure else ""))
+    return 0
