@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from smae.eval.davis_metrics import boundary_tolerance, frame_scores, statistics
-from smae.eval.layouts_read import davis_annotation_paths, davis_sequences, read_label_png
+from smae.eval.layouts_read import davis_annotation_paths, davis_sequences, read_label_png, read_result_png
 from smae.eval.parallel import map_in_workers
 
 GLOBAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -43,19 +43,13 @@ def evaluate_davis_sequence(annotation_paths: list[Path], results_folder: Path) 
     j_scores = np.zeros((n_objects, len(scored)))
     f_scores = np.zeros((n_objects, len(scored)))
     for index, annotation_path in enumerate(scored):
-        gt = read_label_png(annotation_path)
-        result_path = results_folder / annotation_path.name
-        if not result_path.is_file():
-            raise FileNotFoundError(f"result frame missing: {result_path} (needed for {annotation_path})")
-        pred = read_label_png(result_path)
-        if pred.shape != gt.shape:
-            raise ValueError(f"{result_path}: size {pred.shape} differs from the annotation {annotation_path}: {gt.shape}")
+        gt, pred = read_result_png(annotation_path, results_folder)
         if gt.shape != first.shape:
             raise ValueError(f"{annotation_path}: size {gt.shape} differs from the sequence's first frame {first.shape}")
         highest = int(pred.max())
         if highest > n_objects:
             raise ValueError(
-                f"{result_path}: object id {highest} is above the number of objects in the sequence's "
+                f"{results_folder / annotation_path.name}: object id {highest} is above the number of objects in the sequence's "
                 f"first annotation ({n_objects}, {annotation_paths[0]})"
             )
         j_scores[:, index], f_scores[:, index] = frame_scores(gt, pred, n_objects, radius)

@@ -37,6 +37,21 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(image)
 
 
+def read_result_png(annotation_path: Path, results_folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth, result) label maps of one frame; the result has the annotation's file name.
+
+    A missing result frame or a size mismatch is an error naming both files.
+    """
+    gt = read_label_png(annotation_path)
+    result_path = Path(results_folder) / annotation_path.name
+    if not result_path.is_file():
+        raise FileNotFoundError(f"result frame missing: {result_path} (needed for {annotation_path})")
+    pred = read_label_png(result_path)
+    if pred.shape != gt.shape:
+        raise ValueError(f"{result_path}: size {pred.shape} differs from the annotation {annotation_path}: {gt.shape}")
+    return gt, pred
+
+
 def read_name_list(path: Path) -> list[str]:
     """Non-empty stripped lines of a list file."""
     if not path.is_file():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smae.eval.layouts_read import read_label_png, vip_annotation_paths, vip_videos
+from smae.eval.layouts_read import read_result_png, vip_annotation_paths, vip_videos
 from smae.eval.parallel import map_in_workers
 
 VIP_CLASSES = (
@@ -47,15 +47,9 @@ def _video_confusion(task: tuple[list[Path], Path]) -> np.ndarray:
     n_classes = len(VIP_CLASSES)
     total = np.zeros((n_classes, n_classes), dtype=np.int64)
     for annotation_path in annotation_paths:
-        gt = read_label_png(annotation_path)
-        result_path = results_folder / annotation_path.name
-        if not result_path.is_file():
-            raise FileNotFoundError(f"result frame missing: {result_path} (needed for {annotation_path})")
-        pred = read_label_png(result_path)
-        if pred.shape != gt.shape:
-            raise ValueError(f"{result_path}: size {pred.shape} differs from the annotation {annotation_path}: {gt.shape}")
+        gt, pred = read_result_png(annotation_path, results_folder)
         if pred.max() >= n_classes:
-            raise ValueError(f"{result_path}: class id {int(pred.max())} is not a VIP class (0..{n_classes - 1})")
+            raise ValueError(f"{results_folder / annotation_path.name}: class id {int(pred.max())} is not a VIP class (0..{n_classes - 1})")
         invalid = (gt >= n_classes) & (gt != IGNORE_LABEL)
         if invalid.any():
             raise ValueError(f"{annotation_path}: class id {int(gt[invalid][0])} is not a VIP class (0..{n_classes - 1}) nor {IGNORE_LABEL}")

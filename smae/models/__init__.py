@@ -4,6 +4,11 @@ from .siammae import SiamMAE
 from .vit import VisionTransformer
 from .weights import encoder_state_dict, load_encoder_weights
 
+__all__ = [
+    "DECODERS", "ENCODERS", "PRESETS", "DecoderConfig", "EncoderConfig", "ModelConfig", "SiamMAE",
+    "VisionTransformer", "build_encoder", "build_model", "encoder_state_dict", "load_encoder_weights", "model_config",
+]
+
 
 def build_model(name: str = "vits16", **overrides) -> SiamMAE:
     """SiamMAE from the preset `name` ('tiny', 'vits16', 'vits8', 'vitb16') with ModelConfig overrides."""
