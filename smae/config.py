@@ -62,6 +62,12 @@ def _parse_value(text: str, annotation: Any, key: str) -> Any:
     raise ValueError(f"--set {key}: fields of type {annotation!r} cannot be set from the command line")
 
 
+def add_override_argument(parser, what: str) -> None:
+    """The `--set KEY=VALUE ...` option every command shares (args.overrides, a list of strings)."""
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help=f"{what} (several after one --set, or --set repeated)")
+
+
 def apply_overrides(config: Any, assignments: list[str] | None) -> Any:
     """Returns a copy of the frozen dataclass `config` with `key=value` assignments applied.
 

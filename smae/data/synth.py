@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from smae.config import add_override_argument
+
 FORMATS = ("mp4", "davis", "jhmdb", "vip")
 FORMAT_DIRS = {"mp4": "videos", "davis": "davis", "jhmdb": "jhmdb", "vip": "vip"}
 _FORMAT_STREAMS = {"mp4": 0, "davis": 1, "jhmdb": 2, "vip": 3}  # part of each video's seed
@@ -277,15 +279,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a preset field, e.g. davis.videos=5 or vip.frames=10,20 (repeatable)")
+    add_override_argument(parser, "override preset fields, e.g. davis.videos=5 vip.frames=10,20")
 
 
 def run(args: argparse.Namespace) -> int:
     from smae.config import apply_overrides
 
     # With --set the preset becomes a custom one; synth.json records its full spec.
-    preset = apply_overrides(PRESETS[args.preset], args.set) if args.set else args.preset
+    preset = apply_overrides(PRESETS[args.preset], args.overrides) if args.overrides else args.preset
     summary = generate(args.out, preset, args.seed, args.formats, log=print)
     total = sum(info["frames"] for info in summary["formats"].values())
     print(f"wrote {total} frames to {args.out} (preset {summary['preset']}, seed {args.seed})")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from smae.config import add_override_argument
+
 TASKS = ("davis", "jhmdb", "vip")
 PROTOCOL_NAMES = ("siammae", "crw", "dino")
 ENCODER_PRESETS = ("tiny", "vits16", "vits8", "vitb16")
@@ -28,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feature source (pixels: raw-pixel baseline)")
     parser.add_argument("--preset", default="vits16", choices=ENCODER_PRESETS, help="encoder architecture (pixels: its patch grid)")
     parser.add_argument("--protocol", default="siammae", choices=PROTOCOL_NAMES, help="propagation protocol preset")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="change a protocol field (repeatable)")
+    add_override_argument(parser, "change protocol fields, e.g. topk=10 radius=12")
     parser.add_argument("--batch-size", type=int, default=8, help="frames encoded at once")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available; per rank under torchrun)")
     parser.add_argument("--resume", action="store_true", help="keep videos already finished in --out")
