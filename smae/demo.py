@@ -1,4 +1,4 @@
-"""`smae demo`: the whole method on a laptop CPU in about five minutes.
+"""`smae demo`: the whole method on a 2-core CPU in a few minutes.
 
 1. writes the `tiny` synthetic set (smae synth): pre-training videos and a DAVIS-layout set;
 2. pre-trains the `tiny` SiamMAE on the videos (checkpoint and reconstruction figure);
@@ -46,8 +46,9 @@ def prepare_out_dir(out: Path) -> None:
 
 def demo_protocol():
     """SiamMAE's DAVIS protocol (top-7, 20 context frames, radius 20, temperature 0.7) on the
-    frames at their own size: the synthetic frames are small, and a model that saw 64-pixel
-    crops gains nothing from the 480x880 upscaling meant for real DAVIS frames."""
+    frames at their own size. Its 480x880 resize is meant for real 480p frames: on the small
+    synthetic ones it would show the model objects several times larger than it was trained on,
+    and take minutes per feature source."""
     import dataclasses
 
     from smae.propagation.protocols import protocol_preset

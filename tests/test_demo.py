@@ -13,7 +13,9 @@ from smae import cli
 from smae.data import synth
 from smae.demo import MARKER, SOURCES, feature_sources, prepare_out_dir, run_demo
 from smae.models import SiamMAE
+from smae.train.config import TRAIN_PRESETS
 from smae.train.loop import train
+from smae.train.optim import step_plan
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path, capsys):
@@ -42,7 +44,7 @@ def test_demo_runs_end_to_end_on_a_small_set(tmp_path):
     out = tmp_path / "demo"
     prepare_out_dir(out)
     lines = []
-    summary = run_demo(out, synth_preset=small, train_config=small_config("epochs=2", "model.encoder.patch_size=8"),
+    summary = run_demo(out, synth_preset=small, train_config=small_config("epochs=2"),
                        log=lines.append)
     assert list(summary) == list(SOURCES)
     assert json.loads((out / "summary.json").read_text()) == summary
@@ -64,3 +66,13 @@ def test_random_init_baseline_is_the_runs_starting_point(tmp_path):
     torch.testing.assert_close(sources["random_init"].encoder.state_dict(), expected, rtol=0, atol=0)
     trained = sources["trained"].encoder.state_dict()
     assert not torch.equal(trained["blocks.0.attn.qkv.weight"], expected["blocks.0.attn.qkv.weight"])
+
+
+def test_tiny_recipe_fits_the_tiny_synthetic_set():
+    recipe, videos = TRAIN_PRESETS["tiny"], synth.PRESETS["tiny"].mp4
+    plan = step_plan(videos.videos, recipe.batch_size, recipe.repeats, 1, recipe.accum_steps, recipe.epochs,
+                     recipe.warmup_epochs)
+    assert plan.total_steps >= 100
+    assert recipe.gap_range[1] < videos.frames[0]  # every gap fits every video
+    smallest_crop_side = min(videos.height, videos.width) * recipe.crop_scale[0] ** 0.5
+    assert recipe.model.encoder.img_size <= smallest_crop_side  # crops are shrunk to the model's size, never enlarged

@@ -12,15 +12,15 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from smae.train.config import TRAIN_PRESETS  # light: dataclasses only
+    from smae.config import add_override_argument
+    from smae.train.config import TRAIN_PRESETS
 
     parser.add_argument("--preset", choices=list(TRAIN_PRESETS),
                         help="recipe and architecture (required unless --resume, which reuses the run's)")
     parser.add_argument("--data", required=True,
                         help="folder (searched recursively for videos and frame folders), video file, or list file")
     parser.add_argument("--out", required=True, help="run folder: config.json, checkpoint.pt, metrics.jsonl, figures/")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. batch_size=512 model.mask_ratio=0.9 clip_grad=1.0")
+    add_override_argument(parser, "config overrides, e.g. batch_size=512 model.mask_ratio=0.9 clip_grad=1.0")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
 
 
