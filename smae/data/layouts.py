@@ -115,7 +115,7 @@ class JhmdbLayout:
 
     def write_joints(self, action: str, video: str, joints: np.ndarray) -> None:
         """joints (T, 15, 2) as 0-based (x, y) pixel positions -> pos_img (2, 15, T), 1-based."""
-        from scipy.io import savemat  # only the jhmdb format needs scipy, so import it here
+        from scipy.io import savemat  # imported here because only the jhmdb format needs it
 
         pos_img = np.ascontiguousarray(joints.transpose(2, 1, 0) + 1.0, dtype=np.float64)
         buffer = io.BytesIO()

@@ -233,8 +233,6 @@ def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "tiny", see
     formats = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
     for fmt in formats:
         _check_spec(fmt, getattr(preset, fmt))
-    if "jhmdb" in formats:
-        _require_scipy()
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
 
@@ -253,14 +251,6 @@ def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "tiny", see
             log(f"{fmt}: {spec.videos} videos, {frames} frames of {spec.height}x{spec.width} "
                 f"in {out_dir / FORMAT_DIRS[fmt]} ({seconds:.1f} s)")
     return summary
-
-
-def _require_scipy() -> None:
-    try:
-        import scipy.io  # noqa: F401 - JHMDB joints are MATLAB .mat files
-    except ImportError:
-        raise ValueError("--formats jhmdb writes MATLAB .mat files and needs scipy "
-                         "(pip install scipy)") from None
 
 
 def _record(out_dir: Path, fmt: str, entry: dict) -> None:

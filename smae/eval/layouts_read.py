@@ -107,10 +107,7 @@ def jhmdb_video_key(frames_folder: Path) -> str:
 
 def read_jhmdb_joints(mat_path: str | os.PathLike) -> np.ndarray:
     """Ground-truth joints of one video in 0-based pixel coordinates. -> (T, 15, 2) float64, (x, y)."""
-    try:
-        from scipy.io import loadmat  # MATLAB v5 reader; only JHMDB needs it
-    except ImportError:
-        raise ValueError("reading JHMDB's joint_positions.mat needs scipy: pip install scipy") from None
+    from scipy.io import loadmat  # MATLAB v5 reader; imported here because only JHMDB needs it
 
     mat_path = Path(mat_path)
     if not mat_path.is_file():
