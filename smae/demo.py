@@ -93,7 +93,7 @@ def run_demo(out: Path, synth_preset=SYNTH_PRESET, train_config=None, log=print)
     synth_preset / train_config: smaller ones make a quick test of the same path."""
     from smae.data.synth import FORMAT_DIRS, generate
     from smae.propagation.pipeline import propagate_dataset
-    from smae.train.checkpoint import write_json_atomic
+    from smae.atomic import write_json_atomic
     from smae.train.config import train_preset
     from smae.train.loop import train
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from smae.atomic import write_json_atomic
 from smae.config import add_override_argument
 
 FORMATS = ("mp4", "davis", "jhmdb", "vip")
@@ -258,9 +259,7 @@ def _record(out_dir: Path, fmt: str, entry: dict) -> None:
     path = out_dir / MANIFEST
     manifest = json.loads(path.read_text()) if path.exists() else {"formats": {}}
     manifest["formats"][fmt] = entry
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_json_atomic(path, manifest)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smae.eval.tasks import evaluate, format_scores, json_ready
-    from smae.train.checkpoint import write_json_atomic
+    from smae.atomic import write_json_atomic
 
     scores = evaluate(args.task, args.data, args.results, split=args.split, workers=args.workers)
     print(format_scores(args.task, scores, args.split))

@@ -14,8 +14,8 @@ import argparse
 import warnings
 
 from smae.config import add_override_argument
+from smae.eval.tasks import TASKS
 
-TASKS = ("davis", "jhmdb", "vip")
 PROTOCOL_NAMES = ("siammae", "crw", "dino")
 ENCODER_PRESETS = ("tiny", "vits16", "vits8", "vitb16")
 

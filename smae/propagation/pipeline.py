@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from smae.atomic import write_json_atomic
 from smae.eval.tasks import evaluate, json_ready
 
 from .distributed import barrier, current_ranks, shard
@@ -62,7 +63,7 @@ def propagate_dataset(
     if ranks.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         clear_staging(out_dir)
-        _write_json(out_dir / RUN_FILE, settings)
+        write_json_atomic(out_dir / RUN_FILE, settings)
     barrier()
 
     mine = [videos[i] for i in shard([len(v.frames) for v in videos], ranks.rank, ranks.world_size)]
@@ -78,7 +79,7 @@ def propagate_dataset(
     if not evaluate or ranks.rank != 0:
         return None
     scores = evaluate_results(task, data_root, out_dir, split)
-    _write_json(out_dir / METRICS_FILE, json_ready(scores))  # strict JSON: NaN (undefined) -> null
+    write_json_atomic(out_dir / METRICS_FILE, json_ready(scores))  # strict JSON: NaN (undefined) -> null
     return scores
 
 
@@ -104,8 +105,3 @@ def _check_resumable(out_dir: Path, settings: dict, resume: bool) -> None:
         details = "; ".join(f"{key}: {saved.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
         raise ValueError(f"--resume: {out_dir} holds results made with other settings ({details}); use a new --out or drop --resume")
 
-
-def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)

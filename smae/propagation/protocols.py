@@ -17,11 +17,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from smae.eval.tasks import TASKS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DINO_STD = (0.228, 0.224, 0.225)  # the std DINO's video script uses (not ImageNet's 0.229)
 
-TASKS = ("davis", "jhmdb", "vip")
 
 
 @dataclass(frozen=True)

@@ -8,31 +8,17 @@ so it loads without unpickling arbitrary objects. smae.models.load_encoder_weigh
 """
 from __future__ import annotations
 
-import json
 import os
 import random
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
+from smae.atomic import atomic_path
+
 CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED_KEYS = ("model", "optimizer", "scaler", "step", "config", "rng")
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path in the folder of `path`; renamed over `path` when the block ends
-    without error, removed otherwise: a crash leaves the old file or the new one, never half."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> None:
@@ -41,15 +27,6 @@ def save_atomic(obj: object, path: str | os.PathLike) -> None:
         torch.save(obj, handle)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-
-
-def write_json_atomic(path: str | os.PathLike, data: object) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def rng_state() -> dict:

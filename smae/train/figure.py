@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from smae.data.transforms import denormalize
 from smae.kernels import patchify, unpatchify
 
-from .checkpoint import atomic_path
+from smae.atomic import atomic_path
 
 COLUMNS = ("past f1", "masked f2", "prediction", "target f2")
 MIN_PANEL = 128  # small frames are enlarged (nearest neighbour) to at least this many pixels

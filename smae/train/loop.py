@@ -27,7 +27,9 @@ from smae.data.transforms import PairAugment
 from smae.data.video import find_videos
 from smae.models import SiamMAE
 
-from .checkpoint import CHECKPOINT_NAME, rng_state, save_atomic, set_rng_state, write_json_atomic
+from smae.atomic import write_json_atomic
+
+from .checkpoint import CHECKPOINT_NAME, rng_state, save_atomic, set_rng_state
 from .config import TrainConfig
 from .distributed import DistContext, StepBatchSampler, all_reduce_mean, all_reduce_sum_int, gather_objects, init_distributed, micro_batch_seed
 from .figure import save_reconstruction_figure

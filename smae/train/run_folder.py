@@ -12,7 +12,9 @@ import json
 import time
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, write_text_atomic
+from smae.atomic import write_text_atomic
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OPERATIONAL_FIELDS, TrainConfig, config_differences, train_config_from_dict
 
 METRICS_NAME = "metrics.jsonl"
