@@ -15,9 +15,9 @@ import warnings
 
 from smae.config import add_override_argument
 from smae.eval.tasks import TASKS
+from smae.models.presets import ENCODERS
+from smae.propagation.protocols import PROTOCOLS
 
-PROTOCOL_NAMES = ("siammae", "crw", "dino")
-ENCODER_PRESETS = ("tiny", "vits16", "vits8", "vitb16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="encoder checkpoint (DINO, MAE, timm or smae); omitted: random init")
     parser.add_argument("--features", default="encoder", choices=("encoder", "pixels"),
                         help="feature source (pixels: raw-pixel baseline)")
-    parser.add_argument("--preset", default="vits16", choices=ENCODER_PRESETS, help="encoder architecture (pixels: its patch grid)")
-    parser.add_argument("--protocol", default="siammae", choices=PROTOCOL_NAMES, help="propagation protocol preset")
+    parser.add_argument("--preset", default="vits16", choices=list(ENCODERS), help="encoder architecture (pixels: its patch grid)")
+    parser.add_argument("--protocol", default="siammae", choices=list(PROTOCOLS), help="propagation protocol preset")
     add_override_argument(parser, "change protocol fields, e.g. topk=10 radius=12")
     parser.add_argument("--batch-size", type=int, default=8, help="frames encoded at once")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available; per rank under torchrun)")
