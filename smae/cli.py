@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from smae.errors import UserError
+
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("smae.info", "show versions, devices and which kernel backends can run"),
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (UserError, ValueError, FileNotFoundError, FileExistsError) as error:
         # Bad input (a path, a --set key, a layout): a clear line, not a traceback.
         print(f"smae {args.command}: error: {error}", file=sys.stderr)
         return 2
