@@ -12,8 +12,9 @@ table's measurements) and the raw pytest-benchmark JSON of each bench file: at m
 the device tool returns at most 8 (the 8th: the command's own log).
 
 Before anything runs, the expected device seconds of each section (bench/record_plan.py's time
-model, from the device sizes) are printed and recorded; each section is capped at twice its
-estimate plus 30 s, and none runs past the budget (9 minutes from the start). Sizes come from
+model, from the device sizes) are printed and recorded; each section is capped at 1.5 times its
+estimate plus 30 s and leaves half of the later sections' estimates to them; none runs past the
+budget (9 minutes from the start). Sizes come from
 the plan: `--dry-run` uses the tiny plan on the CPU (Triton in its interpreter), with the same
 code, control flow and output files. `smae synth` for the end-to-end section starts first, in
 the background, on the CPU.
@@ -35,6 +36,7 @@ if str(REPO) not in sys.path:  # `python bench/device_record.py` imports bench.*
 
 SECTIONS = ("environment", "ceilings", "correctness", "attention", "benchmarks", "end_to_end")
 RECORD_FILE = "record.json"
+RESERVE = 0.5  # a section never eats into this fraction of the estimates of the sections after it
 ATTENTION_FILE = "attention.json"
 
 
@@ -144,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.sections:
             section_start = time.monotonic()
-            deadline = min(end, section_start + 2 * estimates[name] + 30)
+            later = args.sections[args.sections.index(name) + 1:]
+            deadline = min(end - sum(RESERVE * estimates[s] for s in later), section_start + 1.5 * estimates[name] + 30)
             section_command = f"python bench/device_record.py --out OUT --sections {name}" + (" --dry-run" if args.dry_run else "")
             record.section(name, status="running", command=section_command, estimate_s=estimates[name])
             print(f"\n== {name} (estimate {estimates[name]:.0f} s, cap {deadline - section_start:.0f} s)", flush=True)

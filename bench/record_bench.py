@@ -98,8 +98,8 @@ def benchmarks(plan: Plan, out_dir: Path, work_dir: Path, deadline: float, matmu
             files[file_name] = {"not_run": "section time cap"}
             continue
         command = [sys.executable, "-m", "pytest", f"bench/{file_name}", "--benchmark-only", "-q", "-p", "no:cacheprovider",
-                   "-k", selection, f"--benchmark-json={json_path}"]
-        run = run_logged(command, work_dir / f"bench-{stem}.log", min(remaining, 2 * estimates[file_name] + 30))
+                   "-k", selection, f"--benchmark-json={json_path}"] + (["-p", plan.bench_plugin] if plan.bench_plugin else [])
+        run = run_logged(command, work_dir / f"bench-{stem}.log", min(remaining, 1.5 * estimates[file_name] + 30))
         files[file_name] = dict(run, json=json_path.name, cases=summarize(json_path))
     train = files.get("bench_train_step.py", {})
     if train.get("cases") is not None:
