@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="smae-record-"))
     work.mkdir(parents=True, exist_ok=True)
+    # `timeout` (or the device tool) stops the record with SIGTERM: exit through the `finally`
+    # below, which stops the background synth and records what is done.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     estimates = estimate_seconds(device_plan())
     print(_estimate_table(estimates, budget), flush=True)
     command = "python bench/device_record.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -171,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if synth is not None:
             synth.stop()
+        for section in record.data["sections"].values():
+            if section.get("status") == "running":  # stopped from outside (SIGTERM) mid-section
+                section["status"] = "interrupted"
         if "environment" in args.sections and "environment" in results:
             results["environment"]["clocks_after"] = record_env.gpu_clocks()
             record.section("environment", results=results["environment"])

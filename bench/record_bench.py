@@ -35,9 +35,11 @@ def run_logged(command: list[str], log_path: Path, timeout: float, env: dict | N
         try:
             returncode = process.wait(timeout=max(timeout, 1))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
             returncode = None
+        finally:  # also when the record itself is stopped: its own session would outlive it
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     lines = log_path.read_text(errors="replace").splitlines()
     print("\n".join(lines[-25:]), flush=True)
     return {"command": " ".join(command), "returncode": returncode, "timed_out": returncode is None,
