@@ -94,12 +94,16 @@ def _json_ready(value):
 
 
 def _estimate_table(estimates: dict[str, float], budget: float) -> str:
-    from bench.record_plan import synth_seconds_one_core
+    from bench import record_plan as model
 
-    lines = ["expected device seconds per section (bench/record_plan.py time model, device sizes):"]
+    lines = ["expected device seconds per section (bench/record_plan.py's time model, device sizes):",
+             f"  bytes / {model.COPY_BYTES_PER_S / 1e12:.1f} TB/s copy, FLOPs / {model.BF16_FLOPS / 1e12:.0f} TFLOP/s bf16 or "
+             f"{model.FP32_FLOPS / 1e12:.0f} fp32 (H200, /work/.library/device), launches {model.LAUNCH_S * 1e6:.0f} us, Triton "
+             f"compile {model.TRITON_COMPILE_S} s per kernel, torch.compile {model.INDUCTOR_OP_COMPILE_S:.0f} s per op and "
+             f"{model.INDUCTOR_MODEL_COMPILE_S:.0f} s per model, process start {model.PYTHON_START_S:.0f} s + CUDA {model.CUDA_START_S:.0f} s"]
     lines += [f"  {name:<12} {seconds:7.1f} s" for name, seconds in estimates.items()]
     lines.append(f"  {'total':<12} {sum(estimates.values()):7.1f} s of a {budget:.0f} s budget"
-                 f" (smae synth meanwhile on the CPU: ~{synth_seconds_one_core():.0f} s)")
+                 f" (smae synth meanwhile on the CPU: ~{model.synth_seconds_one_core():.0f} s)")
     return "\n".join(lines)
 
 
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             section_command = f"python bench/device_record.py --out OUT --sections {name}" + (" --dry-run" if args.dry_run else "")
             record.section(name, status="running", command=section_command, estimate_s=estimates[name])
             print(f"\n== {name} (estimate {estimates[name]:.0f} s, cap {deadline - section_start:.0f} s)", flush=True)
+            if plan.device == "cuda":
+                torch.cuda.empty_cache()  # the bench and propagate processes share the GPU with this one
             try:
                 if section_start >= end:
                     raise TimeoutError(f"the record's {budget:.0f} s budget was spent before this section")

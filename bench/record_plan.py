@@ -34,6 +34,9 @@ ATTENTION_EFFICIENCY = 0.4
 MODEL_EFFICIENCY = 0.35
 PROPAGATION_EFFICIENCY = 0.1  # the fused top-k kernel: fp32 dots and register merges (assumption)
 LAUNCH_S = 10e-6  # one kernel launch from Python
+# One masking / loss bench case: 460 timed and warm-up calls (bench/cuda_measure.py) of a few
+# launches each, launch-bound at these sizes, plus its correctness and peak-memory runs.
+BENCH_CASE_S = 460 * 8 * LAUNCH_S + 0.15
 PYTHON_START_S = 8.0  # a fresh interpreter importing torch, triton and smae (pytest, smae commands)
 CUDA_START_S = 5.0  # the first CUDA call of a process (context, cuBLAS handles)
 TRITON_COMPILE_S = 1.5  # one Triton kernel specialisation (dtype), compiled for sm_90
@@ -167,11 +170,15 @@ def estimate_seconds(plan: Plan) -> dict[str, float]:
     copy = 13 * 2 * plan.copy_bytes / COPY_BYTES_PER_S
     matmul = 13 * 2 * plan.matmul_n**3 / BF16_FLOPS
     shapes, dtypes = plan.kernel_shapes.values(), len(plan.kernel_dtypes)
-    # masking + loss: 7 kernels per dtype to compile; each check moves its tensors a few times
-    kernel_bytes = sum(6 * s["batch"] * 3 * s["img_size"] ** 2 * 8 for s in shapes) * dtypes
+    # masking + loss: ~7 kernels (forward and backward launchers) per dtype to compile; each of
+    # the 4 checks moves a frame-sized batch (B x 3 x img^2, in float64 at worst) ~6 times:
+    # truth, torch and kernel, forward and backward
+    kernel_bytes = sum(4 * 6 * s["batch"] * 3 * s["img_size"] ** 2 * 8 for s in shapes) * dtypes
     correctness = (CUDA_START_S + 7 * dtypes * TRITON_COMPILE_S + kernel_bytes / COPY_BYTES_PER_S
                    + 2 * dtypes * TRITON_COMPILE_S  # propagation kernel: one per dtype and query tile
-                   + sum(3 * dtypes * _propagation_frame_s(s) * 10 for s in plan.propagation_shapes.values())  # fp64 truth, reference, kernel
+                   # propagation: the float64 truth and the chunked reference, each taken as 10x the kernel's time
+                   + sum(2 * 10 * dtypes * _propagation_frame_s(s) for s in plan.propagation_shapes.values())
+                   # model parity: a float64 step (at FP32_FLOPS, as the docstring says) and two bf16 ones
                    + 3 * _train_step_flops(dict(TRAINING_SHAPES["vits16-b64"], batch=plan.parity_batch)) / FP32_FLOPS)
     calls = plan.timing_rounds * plan.timing_reps + 3
     attention = CUDA_START_S + sum(
@@ -200,8 +207,8 @@ def bench_file_seconds(plan: Plan) -> dict[str, float]:
     masking_cases = shapes * 3 * 2 * 3  # ops x passes x providers, 20 x 20 timed calls each
     start = PYTHON_START_S + CUDA_START_S
     return {
-        "bench_masking.py": start + shapes * 3 * INDUCTOR_OP_COMPILE_S + 7 * TRITON_COMPILE_S + masking_cases * 0.2,
-        "bench_loss.py": start + shapes * INDUCTOR_OP_COMPILE_S + 2 * TRITON_COMPILE_S + shapes * 6 * 0.2,
+        "bench_masking.py": start + shapes * 3 * INDUCTOR_OP_COMPILE_S + 7 * TRITON_COMPILE_S + masking_cases * BENCH_CASE_S,
+        "bench_loss.py": start + shapes * INDUCTOR_OP_COMPILE_S + 2 * TRITON_COMPILE_S + shapes * 6 * BENCH_CASE_S,
         "bench_propagation.py": start + 2 * TRITON_COMPILE_S + sum(
             4 * 10 * _propagation_frame_s(s) for s in plan.propagation_shapes.values()),
         "bench_train_step.py": start + sum(
