@@ -24,6 +24,7 @@ from bench.record_plan import BF16_FLOPS_DATASHEET, Plan, bench_file_seconds, de
 from smae.kernels import use_attention_backend, use_backend
 
 REPO = Path(__file__).resolve().parent.parent
+OUTPUT_TAIL_LINES = 150
 
 
 def run_logged(command: list[str], log_path: Path, timeout: float, env: dict | None = None) -> dict:
@@ -42,8 +43,11 @@ def run_logged(command: list[str], log_path: Path, timeout: float, env: dict | N
                 process.wait()
     lines = log_path.read_text(errors="replace").splitlines()
     print("\n".join(lines[-25:]), flush=True)
+    # The logs stay on the device; the record keeps the end of each (a failure's traceback).
+    tail = [line[-300:] for line in lines[-OUTPUT_TAIL_LINES:]]
     return {"command": " ".join(command), "returncode": returncode, "timed_out": returncode is None,
-            "timeout_s": round(timeout, 1), "seconds": time.monotonic() - start, "last_line": lines[-1] if lines else ""}
+            "timeout_s": round(timeout, 1), "seconds": time.monotonic() - start, "last_line": lines[-1] if lines else "",
+            "output_tail": tail}
 
 
 def summarize(json_path: Path) -> list[dict]:

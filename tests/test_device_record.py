@@ -69,6 +69,7 @@ def test_dry_run_leaves_every_sections_output(dry_run):
     assert sorted(files) == ["bench_loss.py", "bench_masking.py", "bench_propagation.py", "bench_train_step.py"]
     assert all(entry["returncode"] == 0 and (out / entry["json"]).is_file() for entry in files.values())
     assert {case["params"]["provider"] for case in files["bench_propagation.py"]["cases"]} >= {"reference", "crw-chunked"}
+    assert any("passed" in line for line in files["bench_propagation.py"]["output_tail"])  # the log stays behind, its end comes back
     assert files["bench_train_step.py"]["utilisation"]["step_flops"]["tiny-b2"] > 0
 
     e2e = results["end_to_end"]
