@@ -72,15 +72,20 @@ def _cpu_count() -> int | None:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def ceilings(plan: Plan) -> dict:
-    device = plan.device
-    source = torch.randn(plan.copy_bytes // 4, device=device)
+def _copy_ceiling(plan: Plan) -> dict:
+    source = torch.randn(plan.copy_bytes // 4, device=plan.device)
     target = torch.empty_like(source)
-    seconds = median_seconds(lambda: target.copy_(source), device, rounds=10, reps=1)
-    copy = {"bytes": 2 * plan.copy_bytes, "seconds": seconds, "GBps": 2 * plan.copy_bytes / seconds / 1e9}
-    del source, target
+    seconds = median_seconds(lambda: target.copy_(source), plan.device, rounds=10, reps=1)
+    return {"bytes": 2 * plan.copy_bytes, "seconds": seconds, "GBps": 2 * plan.copy_bytes / seconds / 1e9}
+
+
+def _matmul_ceiling(plan: Plan) -> dict:
     n = plan.matmul_n
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
-    seconds = median_seconds(lambda: a @ b, device, rounds=10, reps=1)
-    matmul = {"n": n, "dtype": "bfloat16", "seconds": seconds, "TFLOPs": 2 * n**3 / seconds / 1e12}
-    return {"copy": copy, "matmul_bf16": matmul}
+    a, b = (torch.randn(n, n, device=plan.device, dtype=torch.bfloat16) for _ in range(2))
+    seconds = median_seconds(lambda: a @ b, plan.device, rounds=10, reps=1)
+    return {"n": n, "dtype": "bfloat16", "seconds": seconds, "TFLOPs": 2 * n**3 / seconds / 1e12}
+
+
+def ceilings(plan: Plan) -> dict:
+    """Each measurement's tensors are freed before the next one allocates."""
+    return {"copy": _copy_ceiling(plan), "matmul_bf16": _matmul_ceiling(plan)}

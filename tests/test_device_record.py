@@ -110,3 +110,16 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypat
     assert list(record["sections"]) == ["environment", "ceilings"]  # the issue's order, whatever the argument's
     assert record["sections"]["ceilings"]["status"] == "error" and "planted failure" in record["sections"]["ceilings"]["error"]
     assert record["sections"]["environment"]["status"] == "ok" and record["sections"]["environment"]["seconds"] >= 0
+
+
+def test_the_written_run_call_fits_the_device_tool():
+    """bench/results/README.md's `run` command: within the tool's 2000 characters, ending inside
+    its 600 s limit, carrying only the wheel folder the download command fills."""
+    text = (REPO / "bench" / "results" / "README.md").read_text()
+    commands = [line.strip() for line in text.splitlines() if line.strip().startswith("set -o pipefail;")]
+    assert len(commands) == 1
+    command = commands[0]
+    assert len(command) <= 2000 and "bench/device_record.py --out $OUT" in command and "tee $OUT/log.txt" in command
+    guard = int(re.search(r"timeout (\d+) python3 bench/device_record.py", command).group(1))
+    assert BUDGET_S < guard < 600 and "`timeout_s: 600`" in text and '`carry: [".whl"]`' in text
+    assert "-d .whl av==" in text and "xformers==" in text and ".whl/*.whl" in command
