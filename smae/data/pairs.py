@@ -8,7 +8,8 @@ that made it, the rank, or whether the run was resumed.
 
 A video that cannot give its pairs (unreadable, truncated, empty, shorter than the smallest gap)
 is skipped: the item records (path, reason) and takes another video drawn by the same generator,
-so batches keep their size and an epoch never stops on bad files.
+so batches keep their size and an epoch never stops on bad files. Each process remembers the
+videos that failed, so a bad file is read once per worker, not every time it is drawn.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from smae.errors import UserError
 
 from .transforms import PairAugment
 from .video import VideoError, VideoSource, open_video
@@ -59,6 +62,7 @@ class FramePairDataset(Dataset):
         self.gap_range = (low, high)
         self.repeats = repeats
         self.seed = seed
+        self._unreadable: dict[int, str] = {}  # video index -> reason, in this process
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -88,14 +92,27 @@ class FramePairDataset(Dataset):
         rng = np.random.default_rng((self.seed, pass_index, index))
         skipped = []
         for _ in range(MAX_ATTEMPTS):
-            try:
-                f1, f2, frames = self.read_pairs(self.sources[index], rng)
-                return {"f1": f1, "f2": f2, "frames": frames, "skipped": skipped}
-            except VideoError as error:
-                skipped.append((self.sources[index].path, str(error)))
-                index = int(rng.integers(len(self.sources)))
-        raise ValueError(f"{MAX_ATTEMPTS} videos in a row could not be read; check the data. "
-                         f"Last: {skipped[-1][1]}")
+            if index not in self._unreadable:
+                try:
+                    f1, f2, frames = self.read_pairs(self.sources[index], rng)
+                    return {"f1": f1, "f2": f2, "frames": frames, "skipped": skipped}
+                except VideoError as error:
+                    self._unreadable[index] = str(error)
+            skipped.append((self.sources[index].path, self._unreadable[index]))
+            if len(self._unreadable) == len(self.sources):
+                break
+            index = int(rng.integers(len(self.sources)))
+        raise UserError(unreadable_message(len(self.sources), skipped))
+
+
+def unreadable_message(num_videos: int, skipped: list[tuple[str, str]]) -> str:
+    """What to tell when an item found no readable video: true for one video or many."""
+    failed = dict(skipped)
+    if len(failed) == num_videos:
+        head = "the only video could not" if num_videos == 1 else f"none of the {num_videos} videos could"
+        return f"--data: {head} be read; fix or replace the data. {skipped[-1][1]}"
+    return (f"--data: {len(skipped)} videos drawn in a row could not be read ({len(failed)} different files "
+            f"of {num_videos}); check the data. Last: {skipped[-1][1]}")
 
 
 def collate_pairs(items: list[dict]) -> dict:
