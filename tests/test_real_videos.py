@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import real_videos
 
-from smae.data.encoded import EncodedVideo, frame_index
+from smae.data.encoded import EncodedVideo, VideoError, frame_index
 from smae.data.video import VideoSource, open_video
 
 SAMPLES_IN_CI = ("carphone_pristine.mp4", "carphone_distorted.mp4")
@@ -55,6 +55,35 @@ def test_every_4th_index_of_a_film_with_six_key_frames(samples):
 @pytest.mark.parametrize("name", ["bikes.mp4", "bigbuckbunny.mp4"])  # bigbuckbunny: 132 1280x720 frames, 1 key frame
 def test_every_index_of_the_larger_samples(samples, name):
     _assert_every_index_exact(samples[name])
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "open_gop.mp4", "vfr_jitter.mp4", "mpeg4_bframes.avi"])
+def test_a_read_decodes_from_the_key_frame_before_not_from_the_start(samples, name):
+    """Exact by seeking, not by falling back to a full decode: frame i costs the frames from the
+    key frame before it (or from the start, where none is before it), plus the B-frames a decoder
+    holds back and the frames an edit list hides (at most 4 here)."""
+    path = _case(samples, name)
+    keys = np.flatnonzero(frame_index(str(path)).key)
+    for index in range(0, EncodedVideo(str(path)).num_frames, 3):
+        reader = EncodedVideo(str(path))
+        reader.read([index])
+        key_before = keys[keys <= index].max(initial=0)
+        assert reader.decoded_frames <= index - key_before + 1 + 4, (index, key_before)
+        reader.close()
+
+
+def test_a_frame_unlike_the_first_decode_is_never_returned(samples):
+    """The pixel CRC of the first decode guards every read (e.g. a seek that lands on a frame that
+    is flagged key but is not a clean start); here the file 'changed' under a kept index."""
+    path = real_videos.hard_case("open_gop.mp4")
+    reader = EncodedVideo(str(path))
+    reader.index.crc[20] ^= 1
+    try:
+        with pytest.raises(VideoError, match="frame 20 of 60 decoded differently"):
+            reader.read([18, 20])
+    finally:
+        reader.index.crc[20] ^= 1
+    assert reader.read([20])
 
 
 def test_frame_counts_come_from_the_decode_not_the_container(samples):

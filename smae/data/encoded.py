@@ -145,6 +145,7 @@ class EncodedVideo:
         self._frames = None  # the decode iterator in use
         self._by_count = False  # it decodes from the start: frames are numbered by count, not pts
         self._last = -1  # index of the last frame it gave
+        self.decoded_frames = 0  # frames decoded by reads so far: the cost of seeking
 
     def read(self, indices: list[int]) -> dict[int, np.ndarray]:
         """{index: (H, W, 3) uint8 RGB, upright} for each wanted index."""
@@ -207,6 +208,7 @@ class EncodedVideo:
         definition), else by pts (frames that are not in the index, e.g. an open GOP's
         undecodable leading frames, are passed over)."""
         for frame in self._frames:
+            self.decoded_frames += 1
             position = self._last + 1 if self._by_count else self._position_of.get(frame.pts)
             if position is not None:
                 yield position, frame
