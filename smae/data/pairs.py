@@ -1,4 +1,5 @@
-"""The pre-training data: pairs (f1 = past, f2 = future) of frames of one video.
+"""The pre-training data: pairs (f1 = past, f2 = future) of frames of one video, read from videos
+(FramePairDataset) or from a prepared frame store (StorePairDataset, two small JPEG reads a pair).
 
 Per decoded video, `repeats` pairs (SiamMAE's repeated sampling): each has its own gap, drawn
 uniformly from `gap_range` (clipped to what the video allows), and its own crop and flip,
@@ -21,8 +22,9 @@ from torch.utils.data import Dataset
 
 from smae.errors import UserError
 
-from .transforms import PairAugment
-from .video import VideoError, VideoSource, open_video
+from .store import FrameStore, StoreVideo, is_store
+from .transforms import PairAugment, crop_jpegs, normalize_uint8
+from .video import VideoError, VideoSource, find_videos, open_video
 
 # Replacement videos tried per item before the data is declared unusable; with a third of the
 # files broken, 64 failures in a row happen with probability 3^-64.
@@ -67,16 +69,20 @@ class FramePairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
+    def sample_pairs(self, path: str, num_frames: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """`repeats` frame index pairs of a video; VideoError if it is too short for a pair."""
+        if num_frames == 0:
+            raise VideoError(f"{path}: empty (no frames)")
+        if num_frames < self.gap_range[0] + 1:
+            raise VideoError(f"{path}: too short ({num_frames} frames; a pair needs "
+                             f"{self.gap_range[0] + 1} for the smallest gap {self.gap_range[0]})")
+        return [sample_pair_indices(rng, num_frames, self.gap_range) for _ in range(self.repeats)]
+
     def read_pairs(self, source: VideoSource, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`repeats` pairs of one video -> f1 (R, 3, S, S), f2 (R, 3, S, S), frame indices (R, 2)."""
         reader = open_video(source)
         try:
-            if reader.num_frames == 0:
-                raise VideoError(f"{source.path}: empty (no frames)")
-            if reader.num_frames < self.gap_range[0] + 1:
-                raise VideoError(f"{source.path}: too short ({reader.num_frames} frames; a pair needs "
-                                 f"{self.gap_range[0] + 1} for the smallest gap {self.gap_range[0]})")
-            pairs = [sample_pair_indices(rng, reader.num_frames, self.gap_range) for _ in range(self.repeats)]
+            pairs = self.sample_pairs(source.path, reader.num_frames, rng)
             frames = reader.read([index for pair in pairs for index in pair])
         finally:
             reader.close()
@@ -103,6 +109,38 @@ class FramePairDataset(Dataset):
                 break
             index = int(rng.integers(len(self.sources)))
         raise UserError(unreadable_message(len(self.sources), skipped))
+
+
+class StorePairDataset(FramePairDataset):
+    """FramePairDataset on a prepared store: per pair, two JPEG reads and decodes at the scale the
+    crop needs. The same key draws the same frames, crop and flip as from the videos themselves."""
+
+    def __init__(self, store: FrameStore, augment: PairAugment, gap_range: tuple[int, int] = (4, 48),
+                 repeats: int = 2, seed: int = 0):
+        if not store.videos:
+            raise UserError(f"--data {store.root}: the store holds no readable video "
+                            f"({len(store.unreadable)} unreadable, see {store.root / 'unreadable.txt'})")
+        super().__init__(store.videos, augment, gap_range, repeats, seed)
+        self.store = store
+
+    def read_pairs(self, source: StoreVideo, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pairs = self.sample_pairs(source.path, self.store.num_frames(source.row), rng)
+        try:
+            crops = np.stack([crop_jpegs([self.store.jpeg(source.row, i1), self.store.jpeg(source.row, i2)], self.augment, rng)
+                              for i1, i2 in pairs])  # (R, 2, S, S, 3) uint8
+        except OSError as error:  # a shard cut short or damaged on disk: skip the video, keep training
+            raise VideoError(f"{source.path} in the store {self.store.root}: {error}") from None
+        both = normalize_uint8(torch.from_numpy(crops).permute(0, 1, 4, 2, 3).contiguous())  # (R, 2, 3, S, S)
+        return both[:, 0], both[:, 1], torch.tensor(pairs, dtype=torch.int64)
+
+
+def open_pair_dataset(data: str, augment: PairAugment, gap_range: tuple[int, int], repeats: int,
+                      seed: int) -> FramePairDataset:
+    """The pair dataset of `--data`: a prepared store (smae prepare) or videos (a folder, a video
+    file or a list file)."""
+    if is_store(data):
+        return StorePairDataset(FrameStore(data), augment, gap_range, repeats, seed)
+    return FramePairDataset(find_videos(data), augment, gap_range, repeats, seed)
 
 
 def unreadable_message(num_videos: int, skipped: list[tuple[str, str]]) -> str:

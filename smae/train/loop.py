@@ -22,9 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smae.config import to_dict
-from smae.data.pairs import FramePairDataset, PairKey, collate_pairs
+from smae.data.pairs import FramePairDataset, PairKey, collate_pairs, open_pair_dataset
 from smae.data.transforms import PairAugment
-from smae.data.video import find_videos
 from smae.models import SiamMAE
 
 from smae.atomic import write_json_atomic
@@ -190,7 +189,7 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
            context: DistContext) -> RunResult:
     checkpoint = checkpoint_to_resume(out, resume, config)
     augment = PairAugment(config.model.encoder.img_size, config.crop_scale, config.crop_ratio, config.flip_prob)
-    dataset = FramePairDataset(find_videos(data), augment, config.gap_range, config.repeats, config.seed)
+    dataset = open_pair_dataset(data, augment, config.gap_range, config.repeats, config.seed)
     plan = step_plan(len(dataset), config.batch_size, config.repeats, context.world_size, config.accum_steps,
                      config.epochs, config.warmup_epochs)
     peak_lr = effective_lr(config.base_lr, config.batch_size)
