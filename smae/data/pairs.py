@@ -78,8 +78,8 @@ class FramePairDataset(Dataset):
                              f"{self.gap_range[0] + 1} for the smallest gap {self.gap_range[0]})")
         return [sample_pair_indices(rng, num_frames, self.gap_range) for _ in range(self.repeats)]
 
-    def read_pairs(self, source: VideoSource, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`repeats` pairs of one video -> f1 (R, 3, S, S), f2 (R, 3, S, S), frame indices (R, 2)."""
+    def read_pairs(self, source: VideoSource, rng: np.random.Generator) -> dict:
+        """`repeats` pairs of one video -> {"f1", "f2": (R, 3, S, S), "frames": (R, 2) indices}."""
         reader = open_video(source)
         try:
             pairs = self.sample_pairs(source.path, reader.num_frames, rng)
@@ -91,7 +91,7 @@ class FramePairDataset(Dataset):
             raise VideoError(f"{source.path}: frames change size ({sorted(shapes)})")
         augmented = [self.augment([frames[i1], frames[i2]], rng) for i1, i2 in pairs]  # R x (2, 3, S, S)
         both = torch.stack(augmented)  # (R, 2, 3, S, S)
-        return both[:, 0], both[:, 1], torch.tensor(pairs, dtype=torch.int64)
+        return {"f1": both[:, 0], "f2": both[:, 1], "frames": torch.tensor(pairs, dtype=torch.int64)}
 
     def __getitem__(self, key: PairKey | tuple[int, int] | int) -> dict:
         pass_index, index = (0, key) if isinstance(key, int) else key
@@ -100,8 +100,7 @@ class FramePairDataset(Dataset):
         for _ in range(MAX_ATTEMPTS):
             if index not in self._unreadable:
                 try:
-                    f1, f2, frames = self.read_pairs(self.sources[index], rng)
-                    return {"f1": f1, "f2": f2, "frames": frames, "skipped": skipped}
+                    return {**self.read_pairs(self.sources[index], rng), "skipped": skipped}
                 except VideoError as error:
                     self._unreadable[index] = str(error)
             skipped.append((self.sources[index].path, self._unreadable[index]))
@@ -123,7 +122,7 @@ class StorePairDataset(FramePairDataset):
         super().__init__(store.videos, augment, gap_range, repeats, seed)
         self.store = store
 
-    def read_pairs(self, source: StoreVideo, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def read_pairs(self, source: StoreVideo, rng: np.random.Generator) -> dict:
         pairs = self.sample_pairs(source.path, self.store.num_frames(source.row), rng)
         try:
             crops = np.stack([crop_jpegs([self.store.jpeg(source.row, i1), self.store.jpeg(source.row, i2)], self.augment, rng)
@@ -131,15 +130,19 @@ class StorePairDataset(FramePairDataset):
         except OSError as error:  # a shard cut short or damaged on disk: skip the video, keep training
             raise VideoError(f"{source.path} in the store {self.store.root}: {error}") from None
         both = normalize_uint8(torch.from_numpy(crops).permute(0, 1, 4, 2, 3).contiguous())  # (R, 2, 3, S, S)
-        return both[:, 0], both[:, 1], torch.tensor(pairs, dtype=torch.int64)
+        return {"f1": both[:, 0], "f2": both[:, 1], "frames": torch.tensor(pairs, dtype=torch.int64)}
 
 
 def open_pair_dataset(data: str, augment: PairAugment, gap_range: tuple[int, int], repeats: int,
                       seed: int) -> FramePairDataset:
     """The pair dataset of `--data`: a prepared store (smae prepare) or videos (a folder, a video
-    file or a list file)."""
+    file or a list file). A store's JPEGs are decoded in the workers, or with SMAE_JPEG_DECODE=cuda
+    in the training process on the GPU (smae.data.gpu_decode)."""
     if is_store(data):
-        return StorePairDataset(FrameStore(data), augment, gap_range, repeats, seed)
+        from .gpu_decode import StoreJpegPairDataset, jpeg_decode_device
+
+        kind = StoreJpegPairDataset if jpeg_decode_device() == "cuda" else StorePairDataset
+        return kind(FrameStore(data), augment, gap_range, repeats, seed)
     return FramePairDataset(find_videos(data), augment, gap_range, repeats, seed)
 
 
@@ -154,10 +157,24 @@ def unreadable_message(num_videos: int, skipped: list[tuple[str, str]]) -> str:
 
 
 def collate_pairs(items: list[dict]) -> dict:
-    """Items of R pairs -> one batch: f1, f2 (B*R, 3, S, S), frames (B*R, 2), skipped (list)."""
-    return {
-        "f1": torch.cat([item["f1"] for item in items]),
-        "f2": torch.cat([item["f2"] for item in items]),
-        "frames": torch.cat([item["frames"] for item in items]),
-        "skipped": [entry for item in items for entry in item["skipped"]],
-    }
+    """Items of R pairs -> one batch: tensors concatenated (f1, f2 (B*R, 3, S, S), frames (B*R, 2),
+    ...), lists joined (skipped, ...), other values from the first item."""
+    batch = {}
+    for key, first in items[0].items():
+        if isinstance(first, torch.Tensor):
+            batch[key] = torch.cat([item[key] for item in items])
+        elif isinstance(first, list):
+            batch[key] = [entry for item in items for entry in item[key]]
+        else:
+            batch[key] = first
+    return batch
+
+
+def pair_batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """f1, f2 (B*R, 3, S, S) normalised on `device`: moved there, or decoded there from JPEGs."""
+    if "jpegs" in batch:
+        from .gpu_decode import decode_pairs
+
+        return decode_pairs(batch, device)
+    non_blocking = device.type == "cuda"
+    return batch["f1"].to(device, non_blocking=non_blocking), batch["f2"].to(device, non_blocking=non_blocking)

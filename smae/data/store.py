@@ -127,7 +127,7 @@ class FrameStore:
                             f"{shard_stem(missing[0])}); finish with smae prepare on the same --data and --out")
         self.videos: list[StoreVideo] = []
         self.unreadable: list[tuple[str, str]] = []  # (source, reason) of videos with no frames here
-        self._shard, self._first, self._count = [], [], []
+        self._shard, self._first, self._count, self._size = [], [], [], []
         for shard in range(shards):
             first = 0
             for entry in read_json(self.root / f"{shard_stem(shard)}.json")["videos"]:
@@ -138,6 +138,7 @@ class FrameStore:
                 self._shard.append(shard)
                 self._first.append(first)
                 self._count.append(entry["frames"])
+                self._size.append((entry["height"], entry["width"]))
                 first += entry["frames"]
         if len(self.videos) + len(self.unreadable) != len(sources):
             raise UserError(f"{self.root}: shards list {len(self.videos) + len(self.unreadable)} videos, the store "
@@ -147,6 +148,10 @@ class FrameStore:
 
     def num_frames(self, row: int) -> int:
         return self._count[row]
+
+    def frame_size(self, row: int) -> tuple[int, int]:
+        """(height, width) of every frame of video `row`."""
+        return self._size[row]
 
     def jpeg(self, row: int, frame: int) -> bytes:
         """The JPEG bytes of frame `frame` of video `row`."""
