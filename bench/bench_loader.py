@@ -15,14 +15,16 @@ Providers:
 - decord: the same sampling and augmentation, frames from decord.VideoReader.get_batch
   (skipped where decord does not install).
 - store: StorePairDataset on a store that `smae prepare` made from the same videos (short side
-  256): one pread and two small JPEG decodes a pair.
+  256): one pread and two small JPEG decodes a pair; it hands uint8 crops to the training
+  process, which normalises them on its device (pair_batch_to_device), as in `smae pretrain`.
 extra_info: pairs_per_cpu_s (pairs per CPU-second of the process: "per core", and robust to a
 busy machine, unlike the wall clock), pairs_per_s (wall), decoded_frames_per_pair,
 peak_rss_mb of a fresh process reading 16 pairs and its rss_before_reads_mb (imports, torch),
 and for the store cpu_speedup_vs_pyav.
 Goal on a 2-core machine: store >= 20x pyav and >= 250 pairs/s per core.
 test_prepare_rate times `smae prepare` of the same videos: seconds per video and JPEG bytes per
-frame at short side 256 (the README's Kinetics-400 figures).
+frame at short side 256 (the README's Kinetics-400 figures); test_model_step_rate, what the
+loader must keep up with: SiamMAE steps (tiny, vits16) on this CPU, one thread, in pairs/s.
 """
 from __future__ import annotations
 
@@ -172,6 +174,40 @@ def test_pair_loader(benchmark, provider, monkeypatch):
     benchmark.group = f"pair loader {SIZE}x{SIZE}"
     benchmark.extra_info.update(info)
     print(f"\n{provider}: {info}")
+
+
+@pytest.mark.cpu_ok
+@pytest.mark.parametrize("preset,batch", [("tiny", 16), ("vits16", 8)])
+def test_model_step_rate(benchmark, preset, batch):
+    """What the loader feeds: one SiamMAE step (forward, backward, AdamW) on this CPU, 1 thread."""
+    from smae.models import SiamMAE
+    from smae.models.presets import PRESETS
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = SiamMAE(PRESETS[preset])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    size = PRESETS[preset].encoder.img_size
+    f1, f2 = torch.randn(batch, 3, size, size), torch.randn(batch, 3, size, size)
+
+    def step():
+        loss, _, _ = model(f1, f2)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    cpu_started = time.process_time()
+    try:
+        benchmark.pedantic(step, rounds=3, iterations=1)
+    finally:
+        torch.set_num_threads(threads)
+    info = {"pairs_per_cpu_s": round(3 * batch / (time.process_time() - cpu_started), 2),
+            "pairs_per_s": round(batch / benchmark.stats.stats.mean, 2), "batch": batch, "img_size": size}
+    benchmark.group = "model step (what the loader feeds)"
+    benchmark.extra_info.update(info)
+    print(f"\n{preset} step: {info}")
 
 
 @pytest.mark.cpu_ok

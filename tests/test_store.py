@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from pretrain_fixtures import CODE_STEP, coded_frames, small_config, write_frame_folder, write_mp4
 
-from smae.data.pairs import FramePairDataset, PairKey, StorePairDataset, open_pair_dataset
+from smae.data.pairs import FramePairDataset, PairKey, StorePairDataset, open_pair_dataset, pair_batch_to_device
 from smae.data.prepare import fitted_size, prepare
 from smae.data.store import FrameStore, encode_jpeg
 from smae.data.transforms import PairAugment
@@ -101,9 +101,12 @@ def test_a_killed_prepare_resumes_to_the_same_store(tmp_path):
     process.wait()
     finished = sorted(p.name for p in (tmp_path / "killed").glob("shard-*.json"))
     assert 3 <= len(finished) < 11, finished  # killed part way
+    kept = {name: (tmp_path / "killed" / name.replace(".json", ".tar")).stat().st_mtime_ns for name in finished}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "11 videos" in result.stdout
+    for name, modified in kept.items():  # finished shards are kept, not written again
+        assert (tmp_path / "killed" / name.replace(".json", ".tar")).stat().st_mtime_ns == modified, name
     whole = sorted(p.name for p in (tmp_path / "whole").iterdir())
     assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == whole  # no temporaries left
     for name in whole:
@@ -136,7 +139,8 @@ def test_store_pairs_are_the_video_pairs(tmp_path):
         for index in range(7):
             a, b = store_pairs[PairKey(pass_index, index)], video_pairs[PairKey(pass_index, index)]
             assert torch.equal(a["frames"], b["frames"]) and not a["skipped"]
-            assert a["f1"].shape == b["f1"].shape == (2, 3, 16, 16)
+            assert a["f1"].shape == b["f1"].shape == (2, 3, 16, 16) and a["f1"].dtype == torch.uint8
+            a["f1"], a["f2"] = pair_batch_to_device(a, torch.device("cpu"))  # normalised as for the model
             # JPEG and the uint8 resize move pixels a little; another crop or flip moves them a lot.
             for key in ("f1", "f2"):
                 error = (a[key] - b[key]).abs().mean(dim=(1, 2, 3))

@@ -47,8 +47,9 @@ def sample_pair_indices(rng: np.random.Generator, num_frames: int, gap_range: tu
 
 
 class FramePairDataset(Dataset):
-    """Items: {"f1", "f2": (R, 3, S, S) float32 normalised, "frames": (R, 2) int64 frame indices,
-    "skipped": [(path, reason), ...] of videos passed over}; R = repeats, S = augment.size."""
+    """Items: {"f1", "f2": (R, 3, S, S) float32 normalised (uint8 pixels from a store), "frames":
+    (R, 2) int64 frame indices, "skipped": [(path, reason), ...] of videos passed over}; R =
+    repeats, S = augment.size. pair_batch_to_device turns a collated batch into model inputs."""
 
     def __init__(self, sources: list[VideoSource], augment: PairAugment, gap_range: tuple[int, int] = (4, 48),
                  repeats: int = 2, seed: int = 0):
@@ -129,8 +130,10 @@ class StorePairDataset(FramePairDataset):
                               for i1, i2 in pairs])  # (R, 2, S, S, 3) uint8
         except OSError as error:  # a shard cut short or damaged on disk: skip the video, keep training
             raise VideoError(f"{source.path} in the store {self.store.root}: {error}") from None
-        both = normalize_uint8(torch.from_numpy(crops).permute(0, 1, 4, 2, 3).contiguous())  # (R, 2, 3, S, S)
-        return {"f1": both[:, 0], "f2": both[:, 1], "frames": torch.tensor(pairs, dtype=torch.int64)}
+        # uint8 to the training process (a quarter of the bytes through shared memory and to the
+        # GPU); pair_batch_to_device normalises there.
+        both = torch.from_numpy(crops).permute(0, 1, 4, 2, 3)  # (R, 2, 3, S, S) uint8
+        return {"f1": both[:, 0].contiguous(), "f2": both[:, 1].contiguous(), "frames": torch.tensor(pairs, dtype=torch.int64)}
 
 
 def open_pair_dataset(data: str, augment: PairAugment, gap_range: tuple[int, int], repeats: int,
@@ -171,10 +174,12 @@ def collate_pairs(items: list[dict]) -> dict:
 
 
 def pair_batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """f1, f2 (B*R, 3, S, S) normalised on `device`: moved there, or decoded there from JPEGs."""
+    """f1, f2 (B*R, 3, S, S) float32 normalised on `device`: moved there (and normalised there if
+    they come as uint8 pixels), or decoded there from JPEGs."""
     if "jpegs" in batch:
         from .gpu_decode import decode_pairs
 
         return decode_pairs(batch, device)
-    non_blocking = device.type == "cuda"
-    return batch["f1"].to(device, non_blocking=non_blocking), batch["f2"].to(device, non_blocking=non_blocking)
+    frames = [batch[key].to(device, non_blocking=device.type == "cuda") for key in ("f1", "f2")]
+    f1, f2 = [normalize_uint8(f) if f.dtype == torch.uint8 else f for f in frames]
+    return f1, f2
