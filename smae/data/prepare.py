@@ -47,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = prepare(args.data, args.out, short_side=args.short_side, quality=args.quality, workers=args.workers)
+    try:
+        summary = prepare(args.data, args.out, short_side=args.short_side, quality=args.quality, workers=args.workers)
+    except KeyboardInterrupt:
+        print(f"\nsmae prepare: interrupted; finished shards are kept. Resume with the same command:\n"
+              f"  smae prepare --data {args.data} --out {args.out}", file=sys.stderr)
+        return 130
     print(summary.describe(args.out))
     return 0
 
