@@ -17,6 +17,10 @@ case can be checked in CI):
     rotated.mp4         H.264 whose track matrix says "rotate 90 degrees" (as phones write)
     vp9.webm            VP9 with hidden alt-ref frames, in WebM (no frame count in the file)
     mjpeg_dropped.avi   MJPEG in AVI with dropped frames (empty chunks)
+    h264_bframes.ts     H.264 with B-frames in MPEG-TS (no index: seeks search the stream)
+    mpeg2_bframes.mpg   MPEG-2 with B-frames in MPEG-PS
+    wmv2.wmv            WMV2 in ASF (its seeks land away from the key frame asked for: reads
+                        fall back to a decode from the start)
 
 ffmpeg's mpeg4 encoder cannot write XviD's *packed* B-frames, so mpeg4_bframes.avi covers AVI's
 missing presentation times but not the packing itself.
@@ -164,6 +168,9 @@ HARD_CASES: dict[str, Callable[[Path], None]] = {
                                                    "auto-alt-ref": "1"}),
     "mjpeg_dropped.avi": lambda p: _encode(p, "avi", "mjpeg", 40, pix_fmt="yuvj420p",
                                            pts_of=lambda i: None if i % 7 == 3 else i),
+    "h264_bframes.ts": lambda p: _encode(p, "mpegts", "libx264", 50, options=_x264(":bframes=3")),
+    "mpeg2_bframes.mpg": lambda p: _encode(p, "mpeg", "mpeg2video", 50, b_frames=2),
+    "wmv2.wmv": lambda p: _encode(p, "asf", "wmv2", 50),
 }
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from .encoded import EncodedVideo, VideoError
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+                    ".flv", ".ogv", ".wmv", ".asf", ".3gp", ".3g2", ".vob", ".mxf", ".dv", ".y4m")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LIST_EXTENSIONS = (".txt", ".list", ".lst")
 # Label folders of the DAVIS / VIP layouts hold PNG label maps, not frames: never train on them.
