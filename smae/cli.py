@@ -14,6 +14,7 @@ from smae.errors import UserError
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("smae.info", "show versions, devices and which kernel backends can run"),
+    "prepare": ("smae.data.prepare", "decode videos once into a frame store that pretrain --data reads fast"),
     "pretrain": ("smae.train.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
     "demo": ("smae.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
     "propagate": ("smae.propagation.command", "propagate first-frame labels through DAVIS / JHMDB / VIP videos and score them"),

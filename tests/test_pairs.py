@@ -12,6 +12,7 @@ from pretrain_fixtures import CODE_STEP, coded_frames, write_broken_videos, writ
 from smae.data.pairs import FramePairDataset, PairKey, collate_pairs, sample_pair_indices
 from smae.data.transforms import IMAGENET_STD, PairAugment, denormalize, sample_crop_box
 from smae.data.video import VideoSource, find_videos, open_video
+from smae.errors import UserError
 from smae.train.distributed import StepBatchSampler
 
 
@@ -161,11 +162,27 @@ def test_bad_videos_are_skipped_counted_and_never_stop_an_epoch(tmp_path):
     assert all(str(path) in reason for path, reason in skipped)
 
 
-def test_all_bad_videos_is_a_clear_error(tmp_path):
+def test_all_bad_videos_is_a_clear_and_true_error(tmp_path):
     (tmp_path / "a.mp4").write_text("no")
     dataset = FramePairDataset(find_videos(tmp_path), PairAugment(size=16))
-    with pytest.raises(ValueError, match="could not be read"):
+    with pytest.raises(UserError, match=r"^--data: the only video could not be read; .*a\.mp4: not a readable video"):
         dataset[0]
+    (tmp_path / "b.mp4").write_bytes(b"")
+    dataset = FramePairDataset(find_videos(tmp_path), PairAugment(size=16))
+    with pytest.raises(UserError, match="^--data: none of the 2 videos could be read"):
+        dataset[0]
+
+
+def test_a_bad_video_among_good_ones_is_read_once_per_process(tmp_path, monkeypatch):
+    good = write_video_set(tmp_path, 1, num_frames=30)
+    (tmp_path / "bad.mp4").write_text("no")
+    dataset = FramePairDataset(find_videos(tmp_path), PairAugment(size=16), gap_range=(4, 20), repeats=1)
+    opened = []
+    real_read = dataset.read_pairs
+    monkeypatch.setattr(dataset, "read_pairs", lambda source, rng: opened.append(source.path) or real_read(source, rng))
+    skips = [entry for index in range(8) for entry in dataset[PairKey(index, 0)]["skipped"]]
+    assert len(skips) >= 8 and all(path.endswith("bad.mp4") for path, _ in skips)  # bad.mp4 is index 0, drawn again at times
+    assert opened.count(str(tmp_path / "bad.mp4")) == 1 and opened.count(str(good[0])) == 8
 
 
 def test_collate_concatenates_repeats():

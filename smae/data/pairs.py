@@ -1,4 +1,5 @@
-"""The pre-training data: pairs (f1 = past, f2 = future) of frames of one video.
+"""The pre-training data: pairs (f1 = past, f2 = future) of frames of one video, read from videos
+(FramePairDataset) or from a prepared frame store (StorePairDataset, two small JPEG reads a pair).
 
 Per decoded video, `repeats` pairs (SiamMAE's repeated sampling): each has its own gap, drawn
 uniformly from `gap_range` (clipped to what the video allows), and its own crop and flip,
@@ -8,7 +9,8 @@ that made it, the rank, or whether the run was resumed.
 
 A video that cannot give its pairs (unreadable, truncated, empty, shorter than the smallest gap)
 is skipped: the item records (path, reason) and takes another video drawn by the same generator,
-so batches keep their size and an epoch never stops on bad files.
+so batches keep their size and an epoch never stops on bad files. Each process remembers the
+videos that failed, so a bad file is read once per worker, not every time it is drawn.
 """
 from __future__ import annotations
 
@@ -18,8 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .transforms import PairAugment
-from .video import VideoError, VideoSource, open_video
+from smae.errors import UserError
+
+from .store import FrameStore, StoreVideo, is_store
+from .transforms import PairAugment, crop_jpegs, normalize_uint8
+from .video import VideoError, VideoSource, find_videos, open_video
 
 # Replacement videos tried per item before the data is declared unusable; with a third of the
 # files broken, 64 failures in a row happen with probability 3^-64.
@@ -42,8 +47,9 @@ def sample_pair_indices(rng: np.random.Generator, num_frames: int, gap_range: tu
 
 
 class FramePairDataset(Dataset):
-    """Items: {"f1", "f2": (R, 3, S, S) float32 normalised, "frames": (R, 2) int64 frame indices,
-    "skipped": [(path, reason), ...] of videos passed over}; R = repeats, S = augment.size."""
+    """Items: {"f1", "f2": (R, 3, S, S) float32 normalised (uint8 pixels from a store), "frames":
+    (R, 2) int64 frame indices, "skipped": [(path, reason), ...] of videos passed over}; R =
+    repeats, S = augment.size. pair_batch_to_device turns a collated batch into model inputs."""
 
     def __init__(self, sources: list[VideoSource], augment: PairAugment, gap_range: tuple[int, int] = (4, 48),
                  repeats: int = 2, seed: int = 0):
@@ -59,20 +65,25 @@ class FramePairDataset(Dataset):
         self.gap_range = (low, high)
         self.repeats = repeats
         self.seed = seed
+        self._unreadable: dict[int, str] = {}  # video index -> reason, in this process
 
     def __len__(self) -> int:
         return len(self.sources)
 
-    def read_pairs(self, source: VideoSource, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`repeats` pairs of one video -> f1 (R, 3, S, S), f2 (R, 3, S, S), frame indices (R, 2)."""
+    def sample_pairs(self, path: str, num_frames: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+        """`repeats` frame index pairs of a video; VideoError if it is too short for a pair."""
+        if num_frames == 0:
+            raise VideoError(f"{path}: empty (no frames)")
+        if num_frames < self.gap_range[0] + 1:
+            raise VideoError(f"{path}: too short ({num_frames} frames; a pair needs "
+                             f"{self.gap_range[0] + 1} for the smallest gap {self.gap_range[0]})")
+        return [sample_pair_indices(rng, num_frames, self.gap_range) for _ in range(self.repeats)]
+
+    def read_pairs(self, source: VideoSource, rng: np.random.Generator) -> dict:
+        """`repeats` pairs of one video -> {"f1", "f2": (R, 3, S, S), "frames": (R, 2) indices}."""
         reader = open_video(source)
         try:
-            if reader.num_frames == 0:
-                raise VideoError(f"{source.path}: empty (no frames)")
-            if reader.num_frames < self.gap_range[0] + 1:
-                raise VideoError(f"{source.path}: too short ({reader.num_frames} frames; a pair needs "
-                                 f"{self.gap_range[0] + 1} for the smallest gap {self.gap_range[0]})")
-            pairs = [sample_pair_indices(rng, reader.num_frames, self.gap_range) for _ in range(self.repeats)]
+            pairs = self.sample_pairs(source.path, reader.num_frames, rng)
             frames = reader.read([index for pair in pairs for index in pair])
         finally:
             reader.close()
@@ -81,28 +92,94 @@ class FramePairDataset(Dataset):
             raise VideoError(f"{source.path}: frames change size ({sorted(shapes)})")
         augmented = [self.augment([frames[i1], frames[i2]], rng) for i1, i2 in pairs]  # R x (2, 3, S, S)
         both = torch.stack(augmented)  # (R, 2, 3, S, S)
-        return both[:, 0], both[:, 1], torch.tensor(pairs, dtype=torch.int64)
+        return {"f1": both[:, 0], "f2": both[:, 1], "frames": torch.tensor(pairs, dtype=torch.int64)}
 
     def __getitem__(self, key: PairKey | tuple[int, int] | int) -> dict:
         pass_index, index = (0, key) if isinstance(key, int) else key
         rng = np.random.default_rng((self.seed, pass_index, index))
         skipped = []
         for _ in range(MAX_ATTEMPTS):
-            try:
-                f1, f2, frames = self.read_pairs(self.sources[index], rng)
-                return {"f1": f1, "f2": f2, "frames": frames, "skipped": skipped}
-            except VideoError as error:
-                skipped.append((self.sources[index].path, str(error)))
-                index = int(rng.integers(len(self.sources)))
-        raise ValueError(f"{MAX_ATTEMPTS} videos in a row could not be read; check the data. "
-                         f"Last: {skipped[-1][1]}")
+            if index not in self._unreadable:
+                try:
+                    return {**self.read_pairs(self.sources[index], rng), "skipped": skipped}
+                except VideoError as error:
+                    self._unreadable[index] = str(error)
+            skipped.append((self.sources[index].path, self._unreadable[index]))
+            if len(self._unreadable) == len(self.sources):
+                break
+            index = int(rng.integers(len(self.sources)))
+        raise UserError(unreadable_message(len(self.sources), skipped))
+
+
+class StorePairDataset(FramePairDataset):
+    """FramePairDataset on a prepared store: per pair, two JPEG reads and decodes at the scale the
+    crop needs. The same key draws the same frames, crop and flip as from the videos themselves."""
+
+    def __init__(self, store: FrameStore, augment: PairAugment, gap_range: tuple[int, int] = (4, 48),
+                 repeats: int = 2, seed: int = 0):
+        if not store.videos:
+            raise UserError(f"--data {store.root}: the store holds no readable video "
+                            f"({len(store.unreadable)} unreadable, see {store.root / 'unreadable.txt'})")
+        super().__init__(store.videos, augment, gap_range, repeats, seed)
+        self.store = store
+
+    def read_pairs(self, source: StoreVideo, rng: np.random.Generator) -> dict:
+        pairs = self.sample_pairs(source.path, self.store.num_frames(source.row), rng)
+        try:
+            crops = np.stack([crop_jpegs([self.store.jpeg(source.row, i1), self.store.jpeg(source.row, i2)], self.augment, rng)
+                              for i1, i2 in pairs])  # (R, 2, S, S, 3) uint8
+        except OSError as error:  # a shard cut short or damaged on disk: skip the video, keep training
+            raise VideoError(f"{source.path} in the store {self.store.root}: {error}") from None
+        # uint8 to the training process (a quarter of the bytes through shared memory and to the
+        # GPU); pair_batch_to_device normalises there.
+        both = torch.from_numpy(crops).permute(0, 1, 4, 2, 3)  # (R, 2, 3, S, S) uint8
+        return {"f1": both[:, 0].contiguous(), "f2": both[:, 1].contiguous(), "frames": torch.tensor(pairs, dtype=torch.int64)}
+
+
+def open_pair_dataset(data: str, augment: PairAugment, gap_range: tuple[int, int], repeats: int,
+                      seed: int) -> FramePairDataset:
+    """The pair dataset of `--data`: a prepared store (smae prepare) or videos (a folder, a video
+    file or a list file). A store's JPEGs are decoded in the workers, or with SMAE_JPEG_DECODE=cuda
+    in the training process on the GPU (smae.data.gpu_decode)."""
+    if is_store(data):
+        from .gpu_decode import StoreJpegPairDataset, jpeg_decode_device
+
+        kind = StoreJpegPairDataset if jpeg_decode_device() == "cuda" else StorePairDataset
+        return kind(FrameStore(data), augment, gap_range, repeats, seed)
+    return FramePairDataset(find_videos(data), augment, gap_range, repeats, seed)
+
+
+def unreadable_message(num_videos: int, skipped: list[tuple[str, str]]) -> str:
+    """What to tell when an item found no readable video: true for one video or many."""
+    failed = dict(skipped)
+    if len(failed) == num_videos:
+        head = "the only video could not" if num_videos == 1 else f"none of the {num_videos} videos could"
+        return f"--data: {head} be read; fix or replace the data. {skipped[-1][1]}"
+    return (f"--data: {len(skipped)} videos drawn in a row could not be read ({len(failed)} different files "
+            f"of {num_videos}); check the data. Last: {skipped[-1][1]}")
 
 
 def collate_pairs(items: list[dict]) -> dict:
-    """Items of R pairs -> one batch: f1, f2 (B*R, 3, S, S), frames (B*R, 2), skipped (list)."""
-    return {
-        "f1": torch.cat([item["f1"] for item in items]),
-        "f2": torch.cat([item["f2"] for item in items]),
-        "frames": torch.cat([item["frames"] for item in items]),
-        "skipped": [entry for item in items for entry in item["skipped"]],
-    }
+    """Items of R pairs -> one batch: tensors concatenated (f1, f2 (B*R, 3, S, S), frames (B*R, 2),
+    ...), lists joined (skipped, ...), other values from the first item."""
+    batch = {}
+    for key, first in items[0].items():
+        if isinstance(first, torch.Tensor):
+            batch[key] = torch.cat([item[key] for item in items])
+        elif isinstance(first, list):
+            batch[key] = [entry for item in items for entry in item[key]]
+        else:
+            batch[key] = first
+    return batch
+
+
+def pair_batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """f1, f2 (B*R, 3, S, S) float32 normalised on `device`: moved there (and normalised there if
+    they come as uint8 pixels), or decoded there from JPEGs."""
+    if "jpegs" in batch:
+        from .gpu_decode import decode_pairs
+
+        return decode_pairs(batch, device)
+    frames = [batch[key].to(device, non_blocking=device.type == "cuda") for key in ("f1", "f2")]
+    f1, f2 = [normalize_uint8(f) if f.dtype == torch.uint8 else f for f in frames]
+    return f1, f2

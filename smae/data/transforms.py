@@ -91,3 +91,52 @@ class PairAugment:
         if flip:
             images = images.flip(-1)
         return normalize(images.clamp_(0, 1))
+
+
+def jpeg_scale(box: CropBox, size: int) -> int:
+    """The largest JPEG decode scale 1/k (k in 1, 2, 4, 8: what libjpeg decodes at for free) that
+    leaves the crop at least `size` pixels on each side, so no detail the output keeps is lost."""
+    scale = 1
+    while scale < 8 and min(box.height, box.width) >= 2 * scale * size:
+        scale *= 2
+    return scale
+
+
+def crop_jpegs(jpegs: list[bytes], augment: PairAugment, rng: np.random.Generator) -> np.ndarray:
+    """PairAugment's crop and flip on same-size JPEG frames, decoding only what the crop needs:
+    the same random draws (so the same crop and flip for a given generator), Pillow's draft mode
+    to decode at a reduced scale, the crop resized in Pillow (antialiased bilinear) on uint8.
+    -> (N, size, size, 3) uint8; normalize_uint8 finishes the job (on the CPU or a GPU)."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(data)) for data in jpegs]
+    sizes = {image.size for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"expected same-size frames, got (width, height) {sorted(sizes)}")
+    width, height = images[0].size
+    box = sample_crop_box(rng, height, width, augment.scale, augment.ratio)
+    flip = bool(rng.random() < augment.flip_prob)
+    scale = jpeg_scale(box, augment.size)
+    crops = np.empty((len(images), augment.size, augment.size, 3), np.uint8)
+    for image, out in zip(images, crops):
+        if scale > 1:
+            image.draft("RGB", (-(-width // scale), -(-height // scale)))
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        sx, sy = image.size[0] / width, image.size[1] / height  # the scale draft chose
+        region = (box.left * sx, box.top * sy, (box.left + box.width) * sx, (box.top + box.height) * sy)
+        crop = image.resize((augment.size, augment.size), Image.BILINEAR, box=region)
+        out[:] = np.asarray(crop.transpose(Image.FLIP_LEFT_RIGHT) if flip else crop)
+    return crops
+
+
+# normalize(x / 255) = x * _PIXEL_SCALE - _PIXEL_SHIFT, per channel: two passes over the floats.
+_PIXEL_SCALE = (1 / (255 * torch.tensor(IMAGENET_STD))).view(3, 1, 1)
+_PIXEL_SHIFT = (torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(3, 1, 1)
+
+
+def normalize_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> ImageNet-normalised float32 (= normalize(pixels / 255))."""
+    return pixels.float().mul_(_PIXEL_SCALE.to(pixels.device)).sub_(_PIXEL_SHIFT.to(pixels.device))

@@ -1,33 +1,27 @@
-"""Finding videos and reading chosen frames of them: encoded files through PyAV, or folders of
-frame images.
+"""Finding videos and reading chosen frames of them: encoded files (exact frame indexing through
+PyAV, in smae.data.encoded), or folders of frame images in natural order (frame_2 before
+frame_10).
 
-Only the frames asked for are decoded: the reader seeks to the key frame before the first wanted
-frame and decodes forward, seeking again only when the next wanted frame is far ahead. Frame
-indices come from presentation timestamps, so they do not depend on where a seek landed.
-
-Every failure to read (missing, empty, truncated, not a video, too short) raises VideoError
-naming the file; the pair dataset turns it into a skipped video.
+Every failure to read (missing, empty, truncated, not a video, an unreadable or oversized frame
+image) raises VideoError naming the file; the pair dataset turns it into a skipped video.
 """
 from __future__ import annotations
 
 import os
-from fractions import Fraction
+import re
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+from .encoded import EncodedVideo, VideoError
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+                    ".flv", ".ogv", ".wmv", ".asf", ".3gp", ".3g2", ".vob", ".mxf", ".dv", ".y4m")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LIST_EXTENSIONS = (".txt", ".list", ".lst")
 # Label folders of the DAVIS / VIP layouts hold PNG label maps, not frames: never train on them.
 LABEL_FOLDER_NAMES = ("Annotations",)
-# Decoding forward is cheaper than a seek (which restarts at a key frame) for short distances.
-SEEK_DISTANCE = 64
-
-
-class VideoError(Exception):
-    """A video that cannot give the frames asked for; the message names the file and why."""
 
 
 class VideoSource(NamedTuple):
@@ -35,8 +29,27 @@ class VideoSource(NamedTuple):
     is_frame_folder: bool  # a folder of frame images rather than an encoded file
 
 
-def _frame_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+def natural_key(name: str) -> list:
+    """Sort key that orders the digit runs of a name by value: frame_2 before frame_10."""
+    return [(0, int(part), part) if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name)]
+
+
+def frame_images(folder: Path) -> list[Path]:
+    """The frame images of a folder, in natural order of their names."""
+    images = (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(images, key=lambda p: natural_key(p.name))
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; VideoError for anything Pillow cannot read, including images over its
+    decompression-bomb limit (a 20000x10000 PNG would take 600 MB a frame)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise VideoError(f"{path}: unreadable frame image ({type(error).__name__}: {error})") from None
 
 
 def _source_for(path: Path) -> VideoSource:
@@ -83,112 +96,21 @@ def find_videos(path: str | os.PathLike) -> list[VideoSource]:
 
 
 class FrameFolder:
-    """A folder of frame images, in file-name order."""
+    """A folder of frame images, in natural order of their names."""
 
     def __init__(self, path: str):
         self.path = path
         if not os.path.isdir(path):
             raise VideoError(f"{path}: frame folder does not exist")
-        self._frames = _frame_images(Path(path))
+        self._frames = frame_images(Path(path))
         self.num_frames = len(self._frames)
 
     def read(self, indices: list[int]) -> dict[int, np.ndarray]:
         """{index: (H, W, 3) uint8} for each wanted index."""
-        from PIL import Image, UnidentifiedImageError
-
-        out = {}
-        for index in sorted(set(indices)):
-            try:
-                with Image.open(self._frames[index]) as image:
-                    out[index] = np.asarray(image.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as error:
-                raise VideoError(f"{self._frames[index]}: unreadable frame image ({error})") from None
-        return out
+        return {index: read_image(self._frames[index]) for index in sorted(set(indices))}
 
     def close(self) -> None:
         pass
-
-
-class EncodedVideo:
-    """An encoded video file (first video stream), read through PyAV."""
-
-    def __init__(self, path: str):
-        import av
-
-        self.path = path
-        if not os.path.isfile(path):
-            raise VideoError(f"{path}: file does not exist")
-        try:
-            self._container = av.open(path)
-        except (av.FFmpegError, OSError) as error:
-            raise VideoError(f"{path}: not a readable video ({error})") from None
-        if not self._container.streams.video:
-            self.close()
-            raise VideoError(f"{path}: has no video stream")
-        self._stream = self._container.streams.video[0]
-        rate = self._stream.average_rate or self._stream.guessed_rate
-        if not rate:
-            self.close()
-            raise VideoError(f"{path}: unknown frame rate")
-        self._rate = Fraction(rate)
-        self._time_base = Fraction(self._stream.time_base)
-        self._start = self._stream.start_time or 0
-        self.num_frames = self._count_frames()
-
-    def _count_frames(self) -> int:
-        if self._stream.frames:
-            return int(self._stream.frames)  # from the container's index (mp4, mov)
-        # Matroska / WebM keep no frame count: estimate from the duration, one frame short so
-        # that rounding never asks for a frame past the end.
-        if self._stream.duration:
-            seconds = self._stream.duration * self._time_base
-        elif self._container.duration:
-            seconds = Fraction(self._container.duration, 1_000_000)
-        else:
-            return 0
-        return max(0, int(seconds * self._rate) - 1)
-
-    def _index_of(self, pts: int) -> int:
-        return round((pts - self._start) * self._time_base * self._rate)
-
-    def _seek(self, index: int):
-        """Positions the demuxer at the key frame at or before frame `index`; a fresh decode iterator."""
-        self._container.seek(self._start + int(index / (self._rate * self._time_base)), stream=self._stream,
-                             backward=True, any_frame=False)
-        return self._container.decode(self._stream)
-
-    def read(self, indices: list[int]) -> dict[int, np.ndarray]:
-        """{index: (H, W, 3) uint8 RGB} for each wanted index; VideoError if one cannot be decoded."""
-        import av
-
-        wanted = sorted(set(indices))
-        wanted_set = set(wanted)
-        out: dict[int, np.ndarray] = {}
-        frames, position = None, None  # decode iterator and index of the last decoded frame
-        try:
-            for target in wanted:
-                if target in out:
-                    continue
-                if frames is None or position is None or target - position > SEEK_DISTANCE:
-                    frames, position = self._seek(target), None
-                for frame in frames:
-                    if frame.pts is None:
-                        continue
-                    position = self._index_of(frame.pts)
-                    if position in wanted_set and position not in out:
-                        out[position] = frame.to_ndarray(format="rgb24")
-                    if position >= target:
-                        break
-                if target not in out:
-                    last = "no frame" if position is None else f"frame {position}"
-                    raise VideoError(f"{self.path}: frame {target} of {self.num_frames} could not be decoded "
-                                     f"(decoding stopped at {last}; truncated?)")
-        except av.FFmpegError as error:
-            raise VideoError(f"{self.path}: decoding failed ({error}); truncated or corrupt") from None
-        return out
-
-    def close(self) -> None:
-        self._container.close()
 
 
 def open_video(source: VideoSource) -> FrameFolder | EncodedVideo:

@@ -22,9 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smae.config import to_dict
-from smae.data.pairs import FramePairDataset, PairKey, collate_pairs
+from smae.data.pairs import FramePairDataset, PairKey, collate_pairs, open_pair_dataset, pair_batch_to_device
 from smae.data.transforms import PairAugment
-from smae.data.video import find_videos
 from smae.models import SiamMAE
 
 from smae.atomic import write_json_atomic
@@ -136,8 +135,8 @@ def _figure_batch(dataset: FramePairDataset, count: int) -> tuple[torch.Tensor, 
     while pairs < count and len(items) < len(dataset):
         items.append(dataset[PairKey(0, len(items))])
         pairs += items[-1]["f1"].shape[0]
-    batch = collate_pairs(items)
-    return batch["f1"][:count], batch["f2"][:count]
+    f1, f2 = pair_batch_to_device(collate_pairs(items), torch.device("cpu"))
+    return f1[:count], f2[:count]
 
 
 def optimizer_step(session: Session, batches, step: int, on_skipped) -> float:
@@ -148,8 +147,7 @@ def optimizer_step(session: Session, batches, step: int, on_skipped) -> float:
     for micro in range(config.accum_steps):
         batch = next(batches)
         on_skipped(batch["skipped"])
-        f1 = batch["f1"].to(context.device, non_blocking=True)
-        f2 = batch["f2"].to(context.device, non_blocking=True)
+        f1, f2 = pair_batch_to_device(batch, context.device)
         seed = micro_batch_seed(config.seed, step, context.rank * config.accum_steps + micro)
         generator = torch.Generator(device=context.device).manual_seed(seed)
         # DDP all-reduces the gradients once per step: on the last micro-batch.
@@ -190,7 +188,7 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
            context: DistContext) -> RunResult:
     checkpoint = checkpoint_to_resume(out, resume, config)
     augment = PairAugment(config.model.encoder.img_size, config.crop_scale, config.crop_ratio, config.flip_prob)
-    dataset = FramePairDataset(find_videos(data), augment, config.gap_range, config.repeats, config.seed)
+    dataset = open_pair_dataset(data, augment, config.gap_range, config.repeats, config.seed)
     plan = step_plan(len(dataset), config.batch_size, config.repeats, context.world_size, config.accum_steps,
                      config.epochs, config.warmup_epochs)
     peak_lr = effective_lr(config.base_lr, config.batch_size)

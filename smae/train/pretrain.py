@@ -1,6 +1,7 @@
 """`smae pretrain`: SiamMAE pre-training on a folder or list of videos.
 
     smae pretrain --preset vits16 --data kinetics/train --out runs/vits16 --set batch_size=512
+    smae pretrain --preset vits16 --data k400-store --out runs/vits16   # a store from smae prepare
     torchrun --nproc-per-node=8 -m smae pretrain --preset vits16 --data videos.txt --out runs/a
     smae pretrain --out runs/a --data videos.txt --resume        # continue from runs/a/checkpoint.pt
     smae pretrain --out runs/a --data videos.txt --resume --set num_workers=4   # operational changes only
@@ -18,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=list(TRAIN_PRESETS),
                         help="recipe and architecture (required unless --resume, which reuses the run's)")
     parser.add_argument("--data", required=True,
-                        help="folder (searched recursively for videos and frame folders), video file, or list file")
+                        help="a frame store (smae prepare; fastest), or a folder (searched recursively for videos and "
+                             "frame folders), video file, or list file")
     parser.add_argument("--out", required=True, help="run folder: config.json, checkpoint.pt, metrics.jsonl, figures/")
     add_override_argument(parser, "config overrides, e.g. batch_size=512 model.mask_ratio=0.9 clip_grad=1.0")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
