@@ -113,8 +113,11 @@ def _first_frame(video: Video, size, grid, original_size, protocol: Protocol, de
         out_size = annotation.shape
 
         def decode(index: int, original: np.ndarray, soft: torch.Tensor) -> FramePrediction:
-            # The first frame's output is its annotation, as given.
-            hard = annotation if index == 0 else decode_segmentation(soft, ids, grid, size, out_size, protocol)
+            # Frame 0: its annotation as given (DINO), or decoded from its grid labels (CRW).
+            if index == 0 and protocol.first_frame == "given":
+                hard = annotation
+            else:
+                hard = decode_segmentation(soft, ids, grid, size, out_size, protocol)
             return FramePrediction(index, original, hard, None)
 
         return labels, decode
