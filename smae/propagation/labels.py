@@ -11,7 +11,10 @@ ways that change output pixels on real frame sizes:
   which decides exact two-label ties in the argmax.
 
 Segmentation (DAVIS objects, VIP parts): the channels are the label ids present in the first
-annotation (void 255 counts as background 0), in increasing order; channel k predicts id ids[k].
+annotation, in increasing order; channel k predicts id ids[k]. Void 255 counts as background 0
+(CRW's and DINO's scripts would carry it as one more label: a first frame with void pixels is
+where smae and they part). CRW orders its channels by the annotation's BGR palette colour, the
+same order as the ids for DAVIS ids 0..7; past that an exact argmax tie may pick another id.
 - in, CRW (`label_downsample="bilinear"`): id map nearest-resized to the input size, one-hot,
   then bilinear (cv2.resize float32) to the grid.
 - in, DINO (`"nearest"`): id map nearest-resized (PIL) straight to the grid, one-hot.
