@@ -20,7 +20,7 @@ from PIL import Image
 
 from smae.propagation.labels import decode_segmentation, resize_bilinear, resize_nearest, segmentation_labels
 from smae.propagation.protocols import input_size, protocol_preset
-from smae.propagation.videos import iter_frame_batches
+from smae.propagation.videos import iter_frame_batches, resize_frame
 
 CPU = torch.device("cpu")
 
@@ -65,10 +65,7 @@ def test_cv2_bilinear_on_uint8_is_fixed_point_and_rounds_to_bytes():
     # x=4: (1170*20 + 878*250 + 1024) >> 11 = 119; x=5: (293*20 + 1755*250 + 1024) >> 11 = 217.
     expected_uint8 = [10, 11, 16, 20, 119, 217, 250]
     expected_float = [10, 10 + 10 / 7, 10 + 40 / 7, 20, 20 + 230 * 3 / 7, 20 + 230 * 6 / 7, 250]
-    protocol = protocol_preset("dino")
-    assert protocol.frame_dtype == "uint8"
-    from smae.propagation.videos import resize_frame
-
+    assert protocol_preset("dino").frame_dtype == "uint8" and protocol_preset("siammae").frame_dtype == "float32"
     image = np.repeat(row[..., None], 3, axis=2)  # (2, 3, 3) uint8
     np.testing.assert_array_equal(resize_frame(image, (2, 7), "uint8")[0, :, 0], np.float32(expected_uint8) / np.float32(255))
     np.testing.assert_allclose(resize_frame(image, (2, 7), "float32")[0, :, 0], np.float32(expected_float) / 255, rtol=1e-6)

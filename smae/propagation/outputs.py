@@ -67,7 +67,7 @@ class VideoOutput:
 
     list_index: the video's position in its split list (names CRW's OUT/eval_pck/<i>.dat)."""
 
-    def __init__(self, out_dir: Path, video: Video, overlays: bool, list_index: int = 0):
+    def __init__(self, out_dir: Path, video: Video, overlays: bool, list_index: int):
         self.out_dir, self.video, self.overlays, self.list_index = Path(out_dir), video, overlays, list_index
         (self.out_dir / STAGING).mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(dir=self.out_dir / STAGING, prefix=video.name.replace("/", "__") + "."))
