@@ -24,6 +24,9 @@ setup(
         "av>=12.0",  # PyAV: H.264 decode with seeking, mp4 writing
         "tqdm>=4.66",
         "scipy>=1.10",  # JHMDB's MATLAB joint files (scipy.io.loadmat / savemat)
+        # cv2.resize: the exact nearest / bilinear rules CRW, CropMAE and DINO resize with
+        # (uint8 fixed-point bilinear, double-precision nearest); headless: no GUI libraries.
+        "opencv-python-headless>=4.5",
     ],
     extras_require={
         # Triton ships inside CUDA builds of torch; CPU users add it to run kernels in the

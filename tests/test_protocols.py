@@ -23,14 +23,23 @@ def test_preset_values():
     assert (crw.window, crw.topk, crw.radius, crw.n_context, crw.temperature, crw.resize) == ("circle", 10, 12.0, 20, 0.05, "native")
     assert (dino.window, dino.topk, dino.radius, dino.n_context, dino.temperature) == ("square", 5, 12.0, 7, 0.1)
     assert (dino.global_frames, dino.pad_context, dino.resize, dino.size, dino.std) == (0, False, "short_side", (480, 64), DINO_STD)
-    assert (dino.label_downsample, dino.nearest, dino.minmax_output) == ("nearest", "centre", True)
+    assert (dino.label_downsample, dino.label_nearest, dino.output_nearest, dino.minmax_output) == ("nearest", "pil", "pil", True)
+    # The resize libraries and frame 0 follow each origin: CRW / CropMAE cv2, DINO PIL + torch.
+    assert (siammae.frame_dtype, siammae.label_nearest, siammae.output_nearest, siammae.bilinear, siammae.first_frame) == (
+        "float32", "cv2", "cv2", "cv2", "grid")
+    assert (crw.frame_dtype, crw.bilinear, crw.first_frame) == ("float32", "cv2", "grid")
+    assert (dino.frame_dtype, dino.bilinear, dino.first_frame) == ("uint8", "torch", "given")
 
 
 def test_task_settings():
     vip = protocol_preset("siammae", "vip")
-    assert (vip.topk, vip.n_context, vip.radius) == (10, 20, 8.0)  # SiamMAE paper Table 4b
+    assert (vip.topk, vip.n_context, vip.radius, vip.output_nearest) == (10, 20, 20.0, "pil")  # CropMAE's VIP arguments
+    assert protocol_preset("siammae-paper", "vip").radius == 8.0  # SiamMAE paper Table 4b
     jhmdb = protocol_preset("siammae", "jhmdb")
-    assert (jhmdb.topk, jhmdb.n_context, jhmdb.radius, jhmdb.size) == (7, 20, 20.0, (320, 320))
+    assert (jhmdb.topk, jhmdb.n_context, jhmdb.radius, jhmdb.size, jhmdb.joint_topk) == (7, 20, 20.0, (320, 320), 5)
+    assert dataclasses.replace(protocol_preset("siammae-paper", "jhmdb"), joint_topk=5) == jhmdb
+    assert protocol_preset("crw", "jhmdb").joint_topk == 3  # CRW's process_pose
+    assert protocol_preset("siammae-paper") == protocol_preset("siammae")  # DAVIS: no disagreement
     assert protocol_preset("dino", "vip") == protocol_preset("dino")
     with pytest.raises(ValueError, match="unknown protocol"):
         protocol_preset("stc")
@@ -88,7 +97,7 @@ def test_first_frame_labels_crw_and_dino():
     labels, _ = segmentation_labels(annotation, (8, 12), (4, 6), protocol_preset("dino"), CPU)
     # PIL's nearest samples the pixel under each target cell's centre: (2i + 1, 2j + 1).
     torch.testing.assert_close(labels, torch.from_numpy(onehot[1::2, 1::2].reshape(24, 3)))
-    labels, _ = segmentation_labels(annotation, (8, 12), (4, 6), dataclasses.replace(crw, label_downsample="nearest"), CPU)
+    labels, _ = segmentation_labels(annotation, (8, 12), (4, 6), dataclasses.replace(crw, label_downsample="nearest", label_nearest="cv2"), CPU)
     torch.testing.assert_close(labels, torch.from_numpy(onehot[::2, ::2].reshape(24, 3)))  # cv2's: (2i, 2j)
 
 

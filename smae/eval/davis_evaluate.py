@@ -8,11 +8,15 @@ sequence are the ids 1..K with K the largest id of its first annotation; the fir
 are not scored; per object, statistics() of its per-frame J and F; the global numbers are plain
 means over all objects of all sequences; J&F-Mean = (J-Mean + F-Mean) / 2.
 
+An object absent from every scored result frame is scored as an empty mask, as the official
+tool does: when the highest ids are missing from all results it pads them with all-zero masks
+and scores those (it stops, "an index higher than the number of objects", only for a result id
+above K, an error here too).
+
 Differences from the official tool, all deliberate: nothing is cached (the official tool re-reads
-stale CSV files left in the results folder); an object absent from every scored result frame is
-scored as an empty mask (the official tool stops with "an index higher than the number of objects"
-when that object has the highest id); errors name the offending file. Sequences are scored in
-parallel worker processes.
+stale CSV files left in the results folder); errors name the offending file. Sequences are scored
+in parallel worker processes. For other folder layouts and vos-benchmark's semantics see
+smae.eval.folders_evaluate.
 """
 from __future__ import annotations
 
@@ -86,12 +90,14 @@ def evaluate_davis(
     return summarize(per_sequence)
 
 
-def summarize(per_sequence: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
-    """Global and per-object statistics from (sequence, J (K, T), F (K, T)) in sequence order."""
+def summarize(per_sequence: list[tuple[str, np.ndarray, np.ndarray]], object_ids: list[list[int]] | None = None) -> dict:
+    """Global and per-object statistics from (sequence, J (K, T), F (K, T)) in sequence order.
+    object_ids: each sequence's K object ids, naming "<seq>_<id>" (default 1..K)."""
     pooled = {measure: {"Mean": [], "Recall": [], "Decay": []} for measure in ("J", "F")}
     per_object = {}
-    for sequence, j_scores, f_scores in per_sequence:
-        for object_index in range(j_scores.shape[0]):
+    for position, (sequence, j_scores, f_scores) in enumerate(per_sequence):
+        ids = object_ids[position] if object_ids is not None else range(1, j_scores.shape[0] + 1)
+        for object_index, object_id in enumerate(ids):
             means = {}
             for measure, scores in (("J", j_scores), ("F", f_scores)):
                 mean, recall, decay = statistics(scores[object_index])
@@ -99,7 +105,7 @@ def summarize(per_sequence: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
                 pooled[measure]["Recall"].append(recall)
                 pooled[measure]["Decay"].append(decay)
                 means[f"{measure}-Mean"] = mean
-            per_object[f"{sequence}_{object_index + 1}"] = means
+            per_object[f"{sequence}_{object_id}"] = means
     if not per_object:
         raise ValueError("no object to score: every sequence's first annotation is empty")
     # Plain means (not nanmean) of 1-D lists, as the official tool: same summation order, and
@@ -112,7 +118,8 @@ def summarize(per_sequence: list[tuple[str, np.ndarray, np.ndarray]]) -> dict:
 def format_davis_table(scores: dict, split: str) -> str:
     """The two tables the official tool prints: global results, then J-Mean/F-Mean per object."""
     lines = [f"--------------------------- Global results for {split} ---------------------------"]
-    lines += _format_columns(list(GLOBAL_KEYS), [[scores[key] for key in GLOBAL_KEYS]])
+    keys = [key for key in GLOBAL_KEYS if key in scores]  # vos-benchmark's semantics: means only
+    lines += _format_columns(keys, [[scores[key] for key in keys]])
     lines += ["", f"---------- Per sequence results for {split} ----------"]
     rows = [[name, item["J-Mean"], item["F-Mean"]] for name, item in scores["per_object"].items()]
     lines += _format_columns(["Sequence", "J-Mean", "F-Mean"], rows)

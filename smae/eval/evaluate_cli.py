@@ -8,6 +8,12 @@ DAVIS-2017 (semi-supervised J&F, numerically the official davis2017-evaluation):
 <frame>.png indexed PNGs. JHMDB (PCK@0.1/0.2 as videowalk): results/<action>/<video>.npy joints
 (T, 15, 2). VIP (mIoU): results/<video>/<frame>.png class ids. Prints the task's table; --json
 also writes the scores (NaN as null), atomically.
+
+    smae evaluate --gt GT/ --results results/ [--semantics vos-benchmark] [--all-frames]
+
+J&F of any folder of per-video PNG folders against another (no split files, any object ids):
+DAVIS's official semantics by default, hkchengrex/vos-benchmark's on request; see
+smae.eval.folders_evaluate for where they differ.
 """
 from __future__ import annotations
 
@@ -17,8 +23,12 @@ from smae.eval.tasks import TASKS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=TASKS, help="which benchmark the results are for")
-    parser.add_argument("--data", required=True, help="data set root (DAVIS: holds Annotations/ and ImageSets/)")
+    parser.add_argument("--task", choices=TASKS, help="which benchmark the results are for (not with --gt)")
+    parser.add_argument("--data", help="data set root (DAVIS: holds Annotations/ and ImageSets/)")
+    parser.add_argument("--gt", help="instead of --task/--data: a folder of per-video folders of ground-truth PNGs")
+    parser.add_argument("--semantics", default="davis", choices=("davis", "vos-benchmark"),
+                        help="with --gt: which objects are scored (default: the official DAVIS evaluator's)")
+    parser.add_argument("--all-frames", action="store_true", help="with --gt: also score the first and last frames")
     parser.add_argument("--results", required=True, help="results folder (one sub-folder or file per video)")
     parser.add_argument("--split", default="val", help="split list to score (default: val)")
     parser.add_argument("--json", help="also write the scores to this JSON file")
@@ -28,9 +38,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from smae.eval.tasks import evaluate, format_scores, json_ready
     from smae.atomic import write_json_atomic
+    from smae.errors import UserError
 
-    scores = evaluate(args.task, args.data, args.results, split=args.split, workers=args.workers)
-    print(format_scores(args.task, scores, args.split))
+    if args.gt is not None:
+        scores = _evaluate_folders(args)
+    else:
+        if args.task is None or args.data is None:
+            raise UserError("--task and --data are required (or give --gt to score any folder of per-video PNG folders)")
+        if args.semantics != "davis" or args.all_frames:
+            raise UserError("--semantics and --all-frames go with --gt; drop them or give --gt")
+        scores = evaluate(args.task, args.data, args.results, split=args.split, workers=args.workers)
+        print(format_scores(args.task, scores, args.split))
     if args.json:
         write_json_atomic(args.json, json_ready(scores))
     return 0
+
+
+def _evaluate_folders(args: argparse.Namespace) -> dict:
+    from smae.errors import UserError
+    from smae.eval.davis_evaluate import format_davis_table
+    from smae.eval.folders_evaluate import evaluate_folders
+
+    if args.task is not None or args.data is not None:
+        raise UserError("--gt replaces --task and --data; give one or the other")
+    scores = evaluate_folders(args.gt, args.results, args.semantics, skip_first_last=not args.all_frames, workers=args.workers)
+    print(format_davis_table(scores, f"{args.gt} ({args.semantics} semantics)"))
+    return scores

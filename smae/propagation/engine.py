@@ -68,6 +68,7 @@ class FramePrediction:
     original: np.ndarray  # (H0, W0, 3) uint8 RGB frame
     labels: np.ndarray | None  # segmentation: (H_out, W_out) uint8 label ids
     joints: np.ndarray | None  # pose: (J, 2) float64 (x, y) in original-frame pixels, -1 when lost
+    joint_cells: np.ndarray | None = None  # pose: the same in feature cells (CRW's eval_pck input)
 
 
 @torch.inference_mode()  # on a generator: only while it runs, not across yields
@@ -113,8 +114,11 @@ def _first_frame(video: Video, size, grid, original_size, protocol: Protocol, de
         out_size = annotation.shape
 
         def decode(index: int, original: np.ndarray, soft: torch.Tensor) -> FramePrediction:
-            # The first frame's output is its annotation, as given.
-            hard = annotation if index == 0 else decode_segmentation(soft, ids, grid, size, out_size, protocol)
+            # Frame 0: its annotation as given (DINO), or decoded from its grid labels (CRW).
+            if index == 0 and protocol.first_frame == "given":
+                hard = annotation
+            else:
+                hard = decode_segmentation(soft, ids, grid, size, out_size, protocol)
             return FramePrediction(index, original, hard, None)
 
         return labels, decode
@@ -124,6 +128,6 @@ def _first_frame(video: Video, size, grid, original_size, protocol: Protocol, de
 
     def decode(index: int, original: np.ndarray, soft: torch.Tensor) -> FramePrediction:
         cells = decode_joints(soft, grid, protocol.joint_topk)
-        return FramePrediction(index, original, None, np.where(cells < 0, -1.0, cells / scale))
+        return FramePrediction(index, original, None, np.where(cells < 0, -1.0, cells / scale), cells)
 
     return labels, decode

@@ -1,12 +1,25 @@
 """First-frame labels on the feature grid, and predictions back to label maps and joints.
 
+Every resize calls the library the protocol's origin calls, because their rules differ in
+ways that change output pixels on real frame sizes:
+- cv2 INTER_NEAREST: output column x reads source column floor(x * (1 / (out / in))) in
+  double precision, so exact-integer positions may land one column lower than the exact
+  quotient (880 -> 910: 9 columns differ from torch's float32 `nearest`).
+- PIL NEAREST: the sampling position starts at (in / out) / 2 and adds in / out per column in
+  double precision, column = trunc(position) (832 -> 854: column 640 reads 623, not 624).
+- cv2 INTER_LINEAR on float32 (CRW's soft labels) rounds differently from torch's bilinear,
+  which decides exact two-label ties in the argmax.
+
 Segmentation (DAVIS objects, VIP parts): the channels are the label ids present in the first
-annotation (void 255 counts as background 0), as CRW's label set; channel k predicts id ids[k].
+annotation, in increasing order; channel k predicts id ids[k]. Void 255 counts as background 0
+(CRW's and DINO's scripts would carry it as one more label: a first frame with void pixels is
+where smae and they part). CRW orders its channels by the annotation's BGR palette colour, the
+same order as the ids for DAVIS ids 0..7; past that an exact argmax tie may pick another id.
 - in, CRW (`label_downsample="bilinear"`): id map nearest-resized to the input size, one-hot,
-  then bilinear (half-pixel centres, no antialiasing: cv2.resize) to the grid.
-- in, DINO (`"nearest"`): id map nearest-resized straight to the grid, one-hot.
-- out: soft maps bilinear to the input size, [DINO: per-channel min-max], argmax, nearest
-  resize to the annotation size.
+  then bilinear (cv2.resize float32) to the grid.
+- in, DINO (`"nearest"`): id map nearest-resized (PIL) straight to the grid, one-hot.
+- out: soft maps bilinear to the input size (cv2 float32 or torch), [DINO: per-channel min-max],
+  argmax (first maximum), nearest resize to the annotation size.
 Pose (JHMDB, as CRW): each joint a Gaussian (sigma in feature cells, peak 1) on the grid plus a
 background channel (1 where no joint has mass); a propagated joint is the weighted mean of the
 `joint_topk` largest cells of its map.
@@ -15,22 +28,40 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .protocols import Protocol
 
 VOID_LABEL = 255
-NEAREST_MODES = {"floor": "nearest", "centre": "nearest-exact"}  # cv2 INTER_NEAREST, PIL NEAREST
 
 
-def resize_ids(ids: torch.Tensor, size: tuple[int, int], rule: str) -> torch.Tensor:
-    """Nearest resize of an integer map. ids (H, W) -> (size) int64."""
-    if tuple(ids.shape) == tuple(size):
-        return ids.long()
-    resized = F.interpolate(ids[None, None].float(), size=size, mode=NEAREST_MODES[rule])
-    return resized[0, 0].long()
+def resize_nearest(ids: np.ndarray, size: tuple[int, int], rule: str) -> np.ndarray:
+    """Nearest resize of a label map by cv2's or PIL's rule. (H, W) uint8 -> size (H', W') uint8."""
+    ids = np.ascontiguousarray(ids, dtype=np.uint8)
+    if ids.shape == tuple(size):
+        return ids
+    height, width = size
+    if rule == "cv2":
+        return cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST)
+    if rule == "pil":
+        return np.asarray(Image.fromarray(ids).resize((width, height), Image.Resampling.NEAREST))
+    raise ValueError(f"unknown nearest rule {rule!r}; choose from cv2, pil")
+
+
+def resize_bilinear(maps: torch.Tensor, size: tuple[int, int], library: str) -> torch.Tensor:
+    """Bilinear resize (half-pixel centres, no antialiasing) of soft maps.
+    (K, H, W) float32 -> (K, size) float32; cv2 runs on the CPU, torch on the maps' device."""
+    if library == "torch":
+        return F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+    if library != "cv2":
+        raise ValueError(f"unknown bilinear library {library!r}; choose from cv2, torch")
+    planes = np.ascontiguousarray(maps.float().permute(1, 2, 0).cpu().numpy())  # (H, W, K): cv2's channel-last layout
+    resized = cv2.resize(planes, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized.reshape(*size, -1)).permute(2, 0, 1)  # cv2 drops a single channel's axis
 
 
 def segmentation_labels(
@@ -38,31 +69,32 @@ def segmentation_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """annotation (H0, W0) uint8 ids; size: input (H, W); grid (h, w)
     -> labels (h*w, K) float32 on the grid, ids (K,) int64 (ids[0] = 0, background)."""
-    mask = torch.from_numpy(np.where(annotation == VOID_LABEL, 0, annotation).astype(np.int64)).to(device)
-    ids = torch.unique(torch.cat([mask.new_zeros(1), mask.flatten()]))  # sorted, includes 0
-    index = torch.searchsorted(ids, mask)  # (H0, W0) channel of each pixel
+    mask = np.where(annotation == VOID_LABEL, 0, annotation).astype(np.uint8)
+    ids = np.union1d([0], mask)  # sorted, includes 0
     if protocol.label_downsample == "nearest":
-        onehot = F.one_hot(resize_ids(index, grid, protocol.nearest), len(ids)).float()  # (h, w, K)
+        onehot = resize_nearest(mask, grid, protocol.label_nearest)[None] == ids[:, None, None]  # (K, h, w)
+        labels = torch.from_numpy(onehot.astype(np.float32))
     else:
-        full = F.one_hot(resize_ids(index, size, protocol.nearest), len(ids)).float()  # (H, W, K)
-        onehot = F.interpolate(full.permute(2, 0, 1)[None], size=grid, mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
-    return onehot.reshape(grid[0] * grid[1], len(ids)).contiguous(), ids
+        full = resize_nearest(mask, size, protocol.label_nearest)[None] == ids[:, None, None]  # (K, H, W)
+        labels = resize_bilinear(torch.from_numpy(full.astype(np.float32)), grid, protocol.bilinear)
+    labels = labels.reshape(len(ids), grid[0] * grid[1]).T.contiguous()
+    return labels.to(device), torch.from_numpy(ids.astype(np.int64))
 
 
 def decode_segmentation(
     pred: torch.Tensor, ids: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], out_size: tuple[int, int], protocol: Protocol
 ) -> np.ndarray:
     """pred (h*w, K) soft labels -> (H_out, W_out) uint8 label ids."""
-    maps = pred.T.reshape(1, -1, *grid).float()
-    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[0]  # (K, H, W)
+    maps = resize_bilinear(pred.T.reshape(-1, *grid), size, protocol.bilinear)  # (K, H, W)
     if protocol.minmax_output:
+        # DINO's norm_mask: channels whose maximum is positive become (m - min) / (max - min);
+        # a constant positive channel gives NaN there, which wins torch's argmax, as in DINO.
         low = maps.amin(dim=(1, 2), keepdim=True)
-        span = maps.amax(dim=(1, 2), keepdim=True) - low
-        # DINO rescales channels whose maximum is positive; a flat one (0/0 there) is zeroed here.
-        rescale = maps.amax(dim=(1, 2), keepdim=True) > 0
-        maps = torch.where(rescale, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), maps)
-    channel = resize_ids(maps.argmax(dim=0), out_size, protocol.nearest)
-    return ids[channel].to(torch.uint8).cpu().numpy()
+        high = maps.amax(dim=(1, 2), keepdim=True)
+        maps = torch.where(high > 0, (maps - low) / (high - low), maps)
+    channel = maps.argmax(dim=0).cpu().numpy()  # the first maximum, as np.argmax and torch.max
+    labels = ids.cpu().numpy().astype(np.uint8)[channel]
+    return resize_nearest(labels, out_size, protocol.output_nearest)
 
 
 def joint_heatmaps(joints: np.ndarray, grid: tuple[int, int], sigma: float) -> torch.Tensor:

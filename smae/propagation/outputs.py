@@ -2,8 +2,14 @@
 
 Everything of a video is first written into a private staging folder under OUT/.partial/,
 then moved into place with os.replace (same file system, so each move is atomic):
-    segmentation  OUT/<video>/<frame>.png      indexed PNGs (DAVIS palette) at annotation size
+    segmentation  OUT/<video>/<frame>.png      label ids at annotation size, in the annotations'
+                  own format: indexed PNGs (DAVIS palette) for indexed annotations (DAVIS), grey
+                  PNGs of ids for grey ones (VIP's Category_ids), which CRW's eval_vip.py reads
+                  with cv2.imread as the ids themselves (a palette PNG reads as colours there)
     pose          OUT/<action>/<video>.npy      (T, 15, 2) float64 joints (x, y) in frame pixels, -1 = lost
+                  OUT/eval_pck/<i>.dat          the same joints as CRW's test.py dumps them for its
+                  eval_pck.py: (2, 15, T) (x, y) in feature cells, i = the video's line in the
+                  split list (an .npy file: np.load reads it, with or without allow_pickle)
     overlays      OUT/overlays/<video>/<frame>.jpg and OUT/overlays/<video>/overlay.mp4 (H.264)
 The result is moved last, so its presence means the video is complete (what --resume checks).
 A crash leaves only the staging folder, which the next run removes.
@@ -27,6 +33,7 @@ from .videos import Video, frame_size
 
 STAGING = ".partial"
 OVERLAYS = "overlays"
+CRW_PCK = "eval_pck"
 
 
 def result_path(out_dir: Path, video: Video) -> Path:
@@ -56,10 +63,12 @@ def _replace(source: Path, target: Path, trash: Path) -> None:
 
 
 class VideoOutput:
-    """Use as `with VideoOutput(out_dir, video, overlays) as output: output.write_all(predictions)`."""
+    """Use as `with VideoOutput(out_dir, video, overlays, list_index) as output: output.write_all(predictions)`.
 
-    def __init__(self, out_dir: Path, video: Video, overlays: bool):
-        self.out_dir, self.video, self.overlays = Path(out_dir), video, overlays
+    list_index: the video's position in its split list (names CRW's OUT/eval_pck/<i>.dat)."""
+
+    def __init__(self, out_dir: Path, video: Video, overlays: bool, list_index: int):
+        self.out_dir, self.video, self.overlays, self.list_index = Path(out_dir), video, overlays, list_index
         (self.out_dir / STAGING).mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(dir=self.out_dir / STAGING, prefix=video.name.replace("/", "__") + "."))
         self.result_dir = self.staging / "result"
@@ -68,6 +77,8 @@ class VideoOutput:
         if overlays:
             self.overlay_dir.mkdir()
         self.joints: list[np.ndarray] = []
+        self.joint_cells: list[np.ndarray] = []
+        self.grey_ids = video.kind == "segmentation" and _is_grey(video.annotation)
 
     def __enter__(self) -> "VideoOutput":
         return self
@@ -91,10 +102,13 @@ class VideoOutput:
 
     def _save(self, prediction: FramePrediction) -> np.ndarray | None:
         stem = self.video.frames[prediction.index].stem
-        if prediction.labels is not None:
-            write_indexed_png(self.result_dir / f"{stem}.png", prediction.labels)
-        else:
+        if prediction.labels is None:
             self.joints.append(prediction.joints)
+            self.joint_cells.append(prediction.joint_cells)
+        elif self.grey_ids:
+            Image.fromarray(np.ascontiguousarray(prediction.labels, np.uint8), mode="L").save(self.result_dir / f"{stem}.png")
+        else:
+            write_indexed_png(self.result_dir / f"{stem}.png", prediction.labels)
         if not self.overlays:
             return None
         if prediction.labels is not None:
@@ -111,6 +125,15 @@ class VideoOutput:
         if self.video.kind == "segmentation":
             _replace(self.result_dir, target, self.staging)
         else:
+            crw_dump = self.staging / "crw.npy"
+            # float32, as CRW computes them: eval_pck.py rescales in the array's own precision.
+            np.save(crw_dump, np.stack(self.joint_cells, axis=-1).transpose(1, 0, 2).astype(np.float32))  # (J, 2, T) -> (2, J, T)
+            _replace(crw_dump, self.out_dir / CRW_PCK / f"{self.list_index}.dat", self.staging)
             staged = self.staging / "joints.npy"
             np.save(staged, np.stack(self.joints))
             _replace(staged, target, self.staging)
+
+
+def _is_grey(annotation: Path) -> bool:
+    with Image.open(annotation) as image:
+        return image.mode == "L"

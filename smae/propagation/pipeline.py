@@ -66,14 +66,15 @@ def propagate_dataset(
         write_json_atomic(out_dir / RUN_FILE, settings)
     barrier()
 
-    mine = [videos[i] for i in shard([len(v.frames) for v in videos], ranks.rank, ranks.world_size)]
-    todo = [video for video in mine if not (resume and is_done(out_dir, video))]
-    bar = tqdm(total=sum(len(v.frames) for v in todo), unit="frame", disable=not progress,
+    mine = shard([len(v.frames) for v in videos], ranks.rank, ranks.world_size)  # indices into the split list
+    todo = [i for i in mine if not (resume and is_done(out_dir, videos[i]))]
+    bar = tqdm(total=sum(len(videos[i].frames) for i in todo), unit="frame", disable=not progress,
                desc=f"propagate {task}" + (f" [rank {ranks.rank}]" if ranks.world_size > 1 else ""), position=ranks.rank)
     with bar:
-        for video in todo:
+        for list_index in todo:
+            video = videos[list_index]
             bar.set_postfix_str(video.name)
-            with VideoOutput(out_dir, video, overlays) as output:
+            with VideoOutput(out_dir, video, overlays, list_index) as output:
                 output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
     barrier()
     if not evaluate or ranks.rank != 0:

@@ -1,8 +1,12 @@
 """Label-propagation protocols: frozen dataclasses and named presets.
 
-Three protocol families, each reproducing a published evaluation script:
+Three protocol families, each reproducing a published evaluation script down to its output
+PNGs (every resize calls the library the script calls: cv2 or PIL, see smae.propagation.labels):
 - `siammae`: CropMAE's SiamMAE evaluation (the CRW code at 480x880, temperature 0.7, top-7,
-  radius 20, 20 context frames); SiamMAE's paper Table 4b gives top-k / frames / radius per task.
+  radius 20, 20 context frames; per task the values of CropMAE's evaluation arguments).
+- `siammae-paper`: `siammae` where SiamMAE's paper and CropMAE's code disagree, the paper's
+  side: VIP radius 8 (Table 4b; CropMAE's code: 20) and JHMDB joints from the top 3 cells
+  (CRW's process_pose, the protocol the paper follows; CropMAE's code: top 5).
 - `crw`: ajabri/videowalk test.py with its README's DAVIS settings (temperature 0.05, top-10,
   radius 12, 20 frames, native 480p).
 - `dino`: facebookresearch/dino eval_video_segmentation.py (square window 12 on every context
@@ -40,14 +44,26 @@ class Protocol:
     size: tuple[int, int] = (480, 880)  # fixed: (H, W); short_side / long_side: (side, the other side floored to a multiple of this)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # cv2.resize (bilinear) of the frames as float32 in [0, 1] (CRW's load_image, then resize) or
+    # as uint8 before dividing by 255 (DINO's read_frame): up to 0.5/255 apart.
+    frame_dtype: Literal["float32", "uint8"] = "float32"
     # Labels in and out.
     # bilinear (CRW): ids nearest-resized to the input size, one-hot, bilinear to the grid;
     # nearest (DINO): ids nearest-resized straight to the grid, one-hot.
     label_downsample: Literal["bilinear", "nearest"] = "bilinear"
-    nearest: Literal["floor", "centre"] = "floor"  # rule of every nearest resize: floor (cv2 INTER_NEAREST) | centre (PIL NEAREST)
+    # Nearest resizes, by the library whose rule the origin uses: cv2 INTER_NEAREST (source
+    # floor(x / (out / in)), in double) or PIL NEAREST (a sampling position accumulated in steps).
+    label_nearest: Literal["cv2", "pil"] = "cv2"  # first annotation -> input size or grid (CRW's vos.py; DINO's read_seg)
+    output_nearest: Literal["cv2", "pil"] = "cv2"  # prediction -> annotation size (CRW's convert_davis; DINO, CRW's eval_vip)
+    # Bilinear resizes of soft label maps (one-hot down to the grid, predictions up to the input
+    # size): cv2.resize in float32 (CRW) or torch interpolate (DINO). They round differently.
+    bilinear: Literal["cv2", "torch"] = "cv2"
     minmax_output: bool = False  # DINO: per-channel min-max normalisation of the upsampled maps before argmax
+    # Frame 0's output: re-derived from its labels on the grid like every other frame (CRW and
+    # CropMAE write that) or its annotation as given (DINO). DAVIS and JHMDB do not score frame 0; VIP does.
+    first_frame: Literal["grid", "given"] = "grid"
     joint_sigma: float = 0.5  # JHMDB: Gaussian heatmap width in feature cells (CRW)
-    joint_topk: int = 3  # JHMDB: a joint is the weighted mean of its map's top locations (CRW)
+    joint_topk: int = 3  # JHMDB: a joint is the weighted mean of its map's top locations (CRW: 3, CropMAE: 5)
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,27 +85,31 @@ class Protocol:
 
 PROTOCOLS: dict[str, Protocol] = {
     "siammae": Protocol(),
+    "siammae-paper": Protocol(),
     "crw": Protocol(topk=10, temperature=0.05, radius=12.0, resize="native"),
     "dino": Protocol(
         topk=5, temperature=0.1, radius=12.0, window="square", n_context=7, global_frames=0, pad_context=False,
-        resize="short_side", size=(480, 64), std=DINO_STD, label_downsample="nearest", nearest="centre",
-        minmax_output=True,
+        resize="short_side", size=(480, 64), std=DINO_STD, frame_dtype="uint8", label_downsample="nearest",
+        label_nearest="pil", output_nearest="pil", bilinear="torch", minmax_output=True, first_frame="given",
     ),
 }
 
 # Per-task departures from a preset's DAVIS values.
 TASK_SETTINGS: dict[tuple[str, str], dict] = {
-    # JHMDB at 320x320 (CRW's and CropMAE's crop size); top-k 7, 20 frames, radius 20 (paper).
-    ("siammae", "jhmdb"): {"size": (320, 320)},
+    # JHMDB at 320x320; CropMAE: top-k 7, 20 frames, radius 20, a joint from its top 5 cells.
+    ("siammae", "jhmdb"): {"size": (320, 320), "joint_topk": 5},
+    ("siammae-paper", "jhmdb"): {"size": (320, 320), "joint_topk": 3},
     ("crw", "jhmdb"): {"resize": "fixed", "size": (320, 320)},
-    # VIP: top-k 10, 20 frames, radius 8 (SiamMAE paper Table 4b); long side 880 as CropMAE.
-    ("siammae", "vip"): {"topk": 10, "radius": 8.0, "resize": "long_side", "size": (880, 64)},
-    ("crw", "vip"): {"topk": 10, "radius": 8.0},
+    # VIP: CropMAE's top-k 10, 20 frames, radius 20, long side 880 (paper Table 4b: radius 8).
+    # Results are resized to the annotation by CRW's eval_vip.py, with PIL's nearest.
+    ("siammae", "vip"): {"topk": 10, "radius": 20.0, "resize": "long_side", "size": (880, 64), "output_nearest": "pil"},
+    ("siammae-paper", "vip"): {"topk": 10, "radius": 8.0, "resize": "long_side", "size": (880, 64), "output_nearest": "pil"},
+    ("crw", "vip"): {"topk": 10, "radius": 8.0, "output_nearest": "pil"},
 }
 
 
 def protocol_preset(name: str, task: str = "davis") -> Protocol:
-    """The preset `name` ('siammae', 'crw', 'dino') with the settings of `task`."""
+    """The preset `name` ('siammae', 'siammae-paper', 'crw', 'dino') with the settings of `task`."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
     if task not in TASKS:

@@ -1,9 +1,10 @@
 """The videos of an evaluation set, and their frames streamed one batch at a time.
 
 Folder layouts are read with smae.eval.layouts_read (DAVIS-2017, JHMDB and VIP as ajabri/videowalk
-uses them). Frames are decoded on a background thread one batch ahead, resized on the target
-device as cv2.resize(INTER_LINEAR) does (bilinear, half-pixel centres, no antialiasing) and
-normalised, so a video never has more than two batches of frames in memory.
+uses them). Frames are decoded on a background thread one batch ahead and resized there with
+cv2.resize (INTER_LINEAR), as the protocols' origins do: on float32 pixels in [0, 1] (CRW,
+CropMAE) or on the uint8 image (DINO), see Protocol.frame_dtype. They are normalised on the
+target device, so a video never has more than two batches of frames in memory.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from smae.eval import layouts_read as layouts
@@ -106,21 +107,31 @@ def iter_frame_batches(
     mean = torch.tensor(protocol.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(protocol.std, device=device).view(1, 3, 1, 1)
 
-    def decode(start: int) -> np.ndarray:
+    def decode(start: int) -> tuple[np.ndarray, np.ndarray]:
         images = [read_rgb(path) for path in frames[start:start + batch_size]]
         for path, image in zip(frames[start:], images):
             if image.shape[:2] != (height, width):
                 raise ValueError(f"{path}: frame size {image.shape[:2]} differs from the video's first frame {(height, width)}")
-        return np.stack(images)
+        return np.stack(images), np.stack([resize_frame(image, size, protocol.frame_dtype) for image in images])
 
     starts = range(0, len(frames), batch_size)
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(decode, starts[0])
         for position, start in enumerate(starts):
-            originals = pending.result()
+            originals, resized = pending.result()
             if position + 1 < len(starts):
                 pending = pool.submit(decode, starts[position + 1])
-            pixels = torch.from_numpy(originals).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H0, W0)
-            if pixels.shape[-2:] != size:
-                pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=False)
+            pixels = torch.from_numpy(resized).to(device).permute(0, 3, 1, 2)  # (B, 3, H, W)
             yield FrameBatch((pixels - mean) / std, originals, start)
+
+
+def resize_frame(image: np.ndarray, size: tuple[int, int], dtype: str) -> np.ndarray:
+    """(H0, W0, 3) uint8 -> (H, W, 3) float32 in [0, 1], cv2 bilinear on float32 (CRW) or uint8 (DINO)."""
+    dsize = (size[1], size[0])
+    if dtype == "uint8":
+        small = image if image.shape[:2] == tuple(size) else cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR)
+        return small.astype(np.float32) / 255.0
+    if dtype != "float32":
+        raise ValueError(f"unknown frame dtype {dtype!r}; choose from float32, uint8")
+    pixels = image.astype(np.float32) / 255.0
+    return pixels if image.shape[:2] == tuple(size) else cv2.resize(pixels, dsize, interpolation=cv2.INTER_LINEAR)
