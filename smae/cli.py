@@ -15,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from smae.errors import UserError, describe_os_error, os_error_in
@@ -31,9 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 DEBUG_VARIABLE = "SMAE_DEBUG"
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Raised with a message by smae's own code for bad input. New code raises UserError; these
-# older types count as user errors only when smae raised them (not torch, NumPy, ...).
-_SMAE_RAISED_TYPES = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+# A missing or clashing path is the user's to fix whoever notices it (smae's checks raise these
+# with a message and no errno, also from worker processes).
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -77,13 +78,23 @@ def user_message(error: BaseException) -> str | None:
     os_error = os_error_in(error)
     if os_error is not None and os_error.errno is not None:
         return describe_os_error(os_error)
-    if isinstance(error, _SMAE_RAISED_TYPES) and _raised_by_smae(error):
+    if isinstance(error, _PATH_ERRORS):
+        return str(error)
+    # Older code raises ValueError for bad input; new code raises UserError. A ValueError counts
+    # as the user's only when smae raised it, not torch or NumPy.
+    if isinstance(error, ValueError) and _raised_by_smae(error):
         return str(error)
     return None
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get(DEBUG_VARIABLE) != "1":
+        warnings.formatwarning = _one_line_warning  # a warning is one line too, not the source line
     try:
         module = importlib.import_module(args._module)
         return int(module.run(args) or 0)

@@ -26,6 +26,7 @@ from smae.data.pairs import FramePairDataset, PairKey, collate_pairs
 from smae.data.transforms import PairAugment
 from smae.data.video import find_videos
 from smae.models import SiamMAE
+from smae.progress import progress_bar
 
 from smae.atomic import write_json_atomic
 
@@ -210,8 +211,8 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
                                context.rank, config.seed, step, plan.total_steps)
     batches = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
                               collate_fn=collate_pairs, pin_memory=context.device.type == "cuda"))
-    bar = tqdm(total=plan.total_steps, initial=step, unit="step", disable=not (progress and context.is_main),
-               dynamic_ncols=True, file=sys.stderr)
+    bar = progress_bar(total=plan.total_steps, initial=step, unit="step", disable=not (progress and context.is_main),
+                       dynamic_ncols=True)
     skips, window = SkipLog(), MetricsWindow()
     last_loss, figure = last_logged_loss(out), None
     while step < plan.total_steps:

@@ -43,9 +43,25 @@ def resolve_config(preset: str | None, overrides: list[str], out_dir: str, resum
     return checkpoint.get("preset", "custom"), apply_overrides(saved, overrides)
 
 
+def check_paths(data: str, out: str) -> None:
+    """Before any work: --data exists, --out can be written and is not inside --data (the run's
+    figures would be found as a frame folder), nor the other way round."""
+    from pathlib import Path
+
+    from smae.atomic import check_not_inside, check_output_folder
+    from smae.errors import UserError
+
+    if not Path(data).exists():
+        raise UserError(f"--data {data}: no such file or folder; give a video folder, a video or a list file")
+    if Path(data).is_dir():
+        check_not_inside(out, data)
+    check_output_folder(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from smae.train.loop import TrainingDiverged, train
 
+    check_paths(args.data, args.out)
     preset, config = resolve_config(args.preset, args.overrides, args.out, args.resume)
     try:
         result = train(config, args.data, args.out, preset=preset, resume=args.resume)
