@@ -3,26 +3,32 @@
 On a terminal: tqdm's bar, redrawn in place. Elsewhere (a file, a pipe, a batch job's log), a
 redrawn bar is a carriage return per update, tens of kilobytes on one endless line; there
 `progress_bar` writes the same status as one plain line every LOG_INTERVAL seconds (the first
-after LOG_INTERVAL seconds: a short job writes none), and once at the end.
+after LOG_INTERVAL seconds: a short job writes none), and no closing one.
 """
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
 
 LOG_INTERVAL = 30.0  # seconds between status lines when the output is not a terminal
 
 
-class _LinePerUpdate:
-    """A text stream for tqdm that turns each redraw ('\\r' + status + padding) into a line."""
+class _LinePerInterval:
+    """A text stream for tqdm: each redraw ('\r' + status + padding) becomes a line, at most one
+    per `interval` seconds and the first after `interval` (tqdm itself redraws more often, e.g.
+    on every set_postfix)."""
 
-    def __init__(self, stream: TextIO):
-        self.stream = stream
+    def __init__(self, stream: TextIO, interval: float):
+        self.stream, self.interval = stream, interval
+        self.last = time.monotonic()
 
     def write(self, text: str) -> None:
         status = text.replace("\r", "").rstrip()
-        if status:
+        now = time.monotonic()
+        if status and now - self.last >= self.interval:
             self.stream.write(status + "\n")
+            self.last = now
 
     def flush(self) -> None:
         self.stream.flush()
@@ -42,5 +48,5 @@ def progress_bar(stream: TextIO | None = None, **options):
     if _is_terminal(stream):
         return tqdm(file=stream, **options)
     options.pop("dynamic_ncols", None)  # no terminal width to follow
-    return tqdm(file=_LinePerUpdate(stream), delay=LOG_INTERVAL, mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL,
-                ncols=100, ascii=True, **options)
+    options["leave"] = False  # no closing status: an error or the results are the last lines of a log
+    return tqdm(file=_LinePerInterval(stream, LOG_INTERVAL), mininterval=LOG_INTERVAL, ncols=100, ascii=True, **options)

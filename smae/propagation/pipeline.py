@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from smae.atomic import write_json_atomic
+from smae.errors import UserError, describe_os_error
 from smae.progress import progress_bar
 from smae.eval.tasks import evaluate, json_ready
 
@@ -83,8 +84,14 @@ def propagate_dataset(
         for number, video in enumerate(todo):
             bar.set_postfix_str(video.name, refresh=False)
             start = time.perf_counter()
-            with VideoOutput(out_dir, video, overlays) as output:
-                output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
+            try:
+                with VideoOutput(out_dir, video, overlays) as output:
+                    output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
+            except OSError as error:  # reads raise UserError: this is a write (a full disk, a lost mount)
+                message = describe_os_error(error, error.filename or out_dir)
+                if message is None:
+                    raise
+                raise UserError(message) from error
             if number == 0 and len(todo) > 1:
                 seconds = time.perf_counter() - start
                 (log or _to_stderr)(prefix + estimate_line(video.name, len(video.frames), seconds, total_frames - len(video.frames)))
