@@ -16,7 +16,6 @@ import importlib
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from smae.errors import UserError, describe_os_error, os_error_in
 
@@ -31,7 +30,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 DEBUG_VARIABLE = "SMAE_DEBUG"
-PACKAGE_DIR = Path(__file__).resolve().parent
 # A missing or clashing path is the user's to fix whoever notices it (smae's checks raise these
 # with a message and no errno, also from worker processes).
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
@@ -55,14 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raised_by_smae(error: BaseException) -> bool:
-    """True when the innermost frame of the traceback is in smae's own code (not smae.kernels,
-    whose shape checks guard smae's calls, and not a library)."""
+    """True when the innermost frame of the traceback is smae's own code: not a library, and not
+    smae.kernels, whose shape checks guard smae's calls, except its backend switches, which
+    read the user's SMAE_KERNELS / SMAE_ATTENTION."""
     trace = error.__traceback__
     if trace is None:
         return False
     while trace.tb_next is not None:
         trace = trace.tb_next
-    return Path(trace.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+    module = trace.tb_frame.f_globals.get("__name__", "")
+    return module.startswith("smae.") and (not module.startswith("smae.kernels.") or module == "smae.kernels.backend")
 
 
 def _backend_unavailable(error: BaseException) -> bool:

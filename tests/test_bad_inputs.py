@@ -216,6 +216,7 @@ def test_missing_inputs(world, tmp_path):
                   ["test_videos.txt"], [world.vip, world.vip_results])
     fails_cleanly(["pretrain", "--data", world.videos, "--out", tmp_path / "r", "--resume"], ["--resume", "checkpoint.pt"],
                   [world.videos])
+    fails_cleanly(["pretrain", "--data", world.videos, "--out", tmp_path / "r"], ["--preset"], [world.videos])
     assert not (tmp_path / "r").exists()
 
 
@@ -276,7 +277,7 @@ def test_broken_annotation_png(world, tmp_path):
                   [davis, world.davis_results])
 
 
-@pytest.mark.parametrize("damage", ["header", "body", "text", "other-size"])
+@pytest.mark.parametrize("damage", ["header", "body", "other-size"])
 def test_broken_jpeg_frame(world, tmp_path, damage):
     """A broken header is found before any work; a frame cut after its header when it is decoded
     (in the first video: before any other output)."""
@@ -286,8 +287,6 @@ def test_broken_jpeg_frame(world, tmp_path, damage):
         _truncate(frame, 0.02)
     elif damage == "body":
         _truncate(frame, 0.5)
-    elif damage == "text":
-        frame.write_text("<html>404</html>")
     else:
         Image.fromarray(np.zeros((40, 64, 3), np.uint8)).save(frame)
     out = tmp_path / "results"
@@ -308,9 +307,10 @@ def test_broken_jhmdb_mat(world, tmp_path, damage):
 
         savemat(mat, {"joints": np.zeros((2, 15, 5))})
     out = tmp_path / "results"
-    fails_cleanly(["propagate", "--task", "jhmdb", "--data", jhmdb, "--out", out, "--features", "pixels", "--preset",
-                   "tiny", "--protocol", "crw"], [mat], [jhmdb])
-    assert not out.exists()
+    if damage == "garbage":  # the same reader serves both commands: one propagation is enough
+        fails_cleanly(["propagate", "--task", "jhmdb", "--data", jhmdb, "--out", out, "--features", "pixels", "--preset",
+                       "tiny", "--protocol", "crw"], [mat], [jhmdb])
+        assert not out.exists()
     fails_cleanly(["evaluate", "--task", "jhmdb", "--data", jhmdb, "--results", world.jhmdb_results], [mat],
                   [jhmdb, world.jhmdb_results])
 
@@ -510,3 +510,97 @@ def test_progress_in_a_log_file_is_plain_lines(monkeypatch):
     assert "\r" not in text and text.endswith("\n")
     lines = text.splitlines()
     assert 3 <= len(lines) <= 7 and all("frame" in line for line in lines), lines
+
+
+# --- cases for other branches: enable after merging them ------------------------------------------------
+# Written against the behaviour issue 11 asks for; they are skipped here because the code they
+# exercise (weight loading, frame-folder reading) is changed on those branches.
+
+NEEDS_ISSUE_9 = pytest.mark.skip(reason="needs the issue-9 branch (weights files, checkpoints that know their model)")
+NEEDS_ISSUE_10 = pytest.mark.skip(reason="needs the issue-10 branch (frame folders that cannot be decoded are skipped)")
+
+
+def _tiny_encoder_state() -> dict:
+    from smae.models import build_encoder
+
+    return build_encoder("tiny").state_dict()
+
+
+@NEEDS_ISSUE_9
+@pytest.mark.parametrize("content", ["garbage", "empty", "text", "truncated"])
+def test_broken_weights_file(world, tmp_path, content):
+    import torch
+
+    weights = tmp_path / "weights.pth"
+    if content == "garbage":
+        weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif content == "empty":
+        weights.write_bytes(b"")
+    elif content == "text":
+        weights.write_text("<html>download failed</html>")
+    else:
+        torch.save(_tiny_encoder_state(), weights)
+        _truncate(weights, 0.5)
+    line = fails_cleanly(["propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "results",
+                          "--weights", weights, "--preset", "tiny", "--protocol", "crw"], [weights], [world.davis, weights])
+    assert "weights_only=False" not in line  # never suggest unpickling an untrusted file
+
+
+@NEEDS_ISSUE_9
+@pytest.mark.parametrize("layout", ["dino", "mae"])
+def test_full_training_checkpoints_of_other_projects(world, tmp_path, layout):
+    """DINO and MAE save their argparse namespace beside the weights: not loadable with
+    weights_only=True, so the line must name the file and say which entry to extract."""
+    import argparse
+
+    import torch
+
+    state = _tiny_encoder_state()
+    args = argparse.Namespace(arch="vit_small", lr=0.0005)
+    checkpoint = ({"teacher": state, "student": state, "optimizer": {}, "epoch": 3, "args": args} if layout == "dino"
+                  else {"model": state, "optimizer": {}, "epoch": 3, "scaler": {}, "args": args})
+    weights = tmp_path / f"{layout}_checkpoint.pth"
+    torch.save(checkpoint, weights)
+    fails_cleanly(["propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "results",
+                   "--weights", weights, "--preset", "tiny", "--protocol", "crw"], [weights], [world.davis, weights])
+
+
+@NEEDS_ISSUE_9
+def test_smae_checkpoint_builds_its_own_encoder(world, tmp_path):
+    """A `tiny` training checkpoint propagates without --preset (the default, vits16, does not fit)."""
+    import torch
+
+    from smae.config import to_dict
+    from smae.models import build_model
+    from smae.train.config import train_preset
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"model": build_model("tiny").state_dict(), "optimizer": {}, "scaler": {}, "step": 1,
+                "config": to_dict(train_preset("tiny")), "preset": "tiny", "rng": []}, checkpoint)
+    done = smae("propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "results",
+                "--weights", checkpoint, "--protocol", "crw")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@NEEDS_ISSUE_9
+def test_foreign_weights_with_the_wrong_preset_name_the_one_that_fits(world, tmp_path):
+    import torch
+
+    weights = tmp_path / "tiny_encoder.pth"
+    torch.save(_tiny_encoder_state(), weights)
+    fails_cleanly(["propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "results",
+                   "--weights", weights, "--preset", "vits16", "--protocol", "crw"], [weights, "--preset tiny"],
+                  [world.davis, weights])
+
+
+@NEEDS_ISSUE_10
+def test_decompression_bomb_frame_folder_is_skipped(world, tmp_path):
+    """A 20000x10000 PNG in a frame folder: that folder is skipped with a warning, training goes on."""
+    data = Path(shutil.copytree(world.videos, tmp_path / "videos"))
+    bomb = data / "bomb"
+    bomb.mkdir()
+    Image.new("L", (20000, 10000)).save(bomb / "00000.png")
+    shutil.copy(bomb / "00000.png", bomb / "00001.png")
+    done = smae(*pretrain_args(data, tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bomb" in done.stderr and "Traceback" not in done.stderr

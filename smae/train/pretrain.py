@@ -37,7 +37,7 @@ def resolve_config(preset: str | None, overrides: list[str], out_dir: str, resum
         return preset, apply_overrides(train_preset(preset), overrides)
     if not resume:
         raise ValueError("--preset is required for a new run")
-    from smae.train.checkpoint import CHECKPOINT_NAME, load_checkpoint  # torch: only for a saved run
+    from smae.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
