@@ -76,7 +76,6 @@ def resolve_device(requested: str | None):
 def resume_command() -> str:
     """The command line that continues this run: the same arguments plus --resume."""
     import shlex
-    import sys
 
     arguments = [argument for argument in sys.argv[1:] if argument != "--resume"]
     return "smae " + " ".join(shlex.quote(argument) for argument in [*arguments, "--resume"])
