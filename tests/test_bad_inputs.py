@@ -217,6 +217,8 @@ def test_missing_inputs(world, tmp_path):
     fails_cleanly(["pretrain", "--data", world.videos, "--out", tmp_path / "r", "--resume"], ["--resume", "checkpoint.pt"],
                   [world.videos])
     fails_cleanly(["pretrain", "--data", world.videos, "--out", tmp_path / "r"], ["--preset"], [world.videos])
+    fails_cleanly(["propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "r", "--weights",
+                   nowhere / "dino.pth", "--preset", "tiny"], [nowhere / "dino.pth"], [world.davis])
     assert not (tmp_path / "r").exists()
 
 
