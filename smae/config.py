@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any
+from typing import Any, Callable
+
+from smae.errors import UserError
 
 
 def _parse_bool(text: str) -> bool:
@@ -71,18 +73,24 @@ def add_override_argument(parser, what: str) -> None:
 def apply_overrides(config: Any, assignments: list[str] | None) -> Any:
     """Returns a copy of the frozen dataclass `config` with `key=value` assignments applied.
 
-    Nested dataclass fields are addressed with dots. Raises ValueError naming the bad key and
-    listing the valid ones.
+    Nested dataclass fields are addressed with dots. All assignments are applied before the
+    config is validated, so `epochs=10 warmup_epochs=2` works whatever the order. Raises
+    ValueError naming the bad key and listing the valid ones, or UserError naming the key whose
+    value breaks a rule of the config (see check_fields).
     """
+    changes: dict = {}
+    texts: dict[str, str] = {}
     for assignment in assignments or []:
         if "=" not in assignment:
             raise ValueError(f"--set expects key=value, got {assignment!r}")
-        key, text = assignment.split("=", 1)
-        config = _set_path(config, key.strip().split("."), text, key.strip())
-    return config
+        key, text = (part.strip() for part in assignment.split("=", 1))
+        texts[key] = text
+        _add_change(config, changes, key.split("."), text, key)
+    return _replaced(config, changes, "", texts)
 
 
-def _set_path(config: Any, path: list[str], text: str, full_key: str) -> Any:
+def _add_change(config: Any, changes: dict, path: list[str], text: str, full_key: str) -> None:
+    """Records the parsed value of `full_key` in the nested dict `changes` (one level per dot)."""
     hints = typing.get_type_hints(type(config))
     fields = {f.name for f in dataclasses.fields(config)}
     name = path[0]
@@ -92,10 +100,82 @@ def _set_path(config: Any, path: list[str], text: str, full_key: str) -> Any:
     if len(path) > 1:
         if not dataclasses.is_dataclass(current):
             raise ValueError(f"--set {full_key}: {name!r} has no sub-keys")
-        return dataclasses.replace(config, **{name: _set_path(current, path[1:], text, full_key)})
+        _add_change(current, changes.setdefault(name, {}), path[1:], text, full_key)
+        return
     if dataclasses.is_dataclass(current):
         raise ValueError(f"--set {full_key}: {name!r} is a group; set one of its keys ({name}.KEY=VALUE)")
-    return dataclasses.replace(config, **{name: _parse_value(text, hints[name], full_key)})
+    changes[name] = _parse_value(text, hints[name], full_key)
+
+
+def _replaced(config: Any, changes: dict, prefix: str, texts: dict[str, str]) -> Any:
+    """dataclasses.replace, level by level from the innermost; a broken rule names its --set key."""
+    values = {name: _replaced(getattr(config, name), change, f"{prefix}{name}.", texts) if isinstance(change, dict)
+              else change for name, change in changes.items()}
+    try:
+        return dataclasses.replace(config, **values)
+    except InvalidField as error:
+        key = prefix + error.field
+        if key in texts:
+            raise UserError(f"--set {key}={texts[key]}: {error.rule}") from None
+        given = ", ".join(f"{k}={texts[k]}" for k in (prefix + name for name in values) if k in texts)
+        raise UserError(f"--set {given or prefix.rstrip('.')}: then {key} {error.rule}") from None
+
+
+class InvalidField(UserError):
+    """A config field breaks its rule; apply_overrides names it by its --set key."""
+
+    def __init__(self, field: str, rule: str):
+        super().__init__(f"{field}: {rule}")
+        self.field, self.rule = field, rule
+
+    def __reduce__(self):
+        return type(self), (self.field, self.rule)
+
+
+def _has_type(value: Any, annotation: Any) -> bool:
+    """Whether `value` is of the annotated field type (ints pass as floats; bools never as numbers)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, option) for option in args)
+    if origin is typing.Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        item_types = (args[0],) * len(value) if not args or args[-1] is Ellipsis else args
+        return len(item_types) == len(value) and all(_has_type(v, t) for v, t in zip(value, item_types))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True  # an annotation this check does not model
+
+
+def check_fields(config: Any, rules: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+    """Validates a dataclass config when it is built (call from __post_init__).
+
+    Every field must have its annotated type; then each rule `field: (test, requirement)` must
+    hold, e.g. {"epochs": (lambda v: v >= 1, "must be at least 1")}. A test may read other
+    fields through `config` for rules between fields. Raises InvalidField on the first failure.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _has_type(value, hints[f.name]):
+            raise InvalidField(f.name, f"expected {_type_name(hints[f.name])}, got {value!r}")
+    for name, (test, requirement) in rules.items():
+        if not test(getattr(config, name)):
+            raise InvalidField(name, f"{requirement}, got {getattr(config, name)!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def to_dict(config: Any) -> dict:

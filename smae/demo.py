@@ -34,12 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_out_dir(out: Path) -> None:
-    """Creates `out` and marks it as the demo's; refuses a folder the demo did not make."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
+    """Creates `out` and marks it as the demo's; refuses a folder the demo did not make, and one
+    that cannot be written (checked before the minutes of work)."""
+    from smae.atomic import check_output_folder
+    from smae.errors import UserError
+
+    check_output_folder(out)
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise FileExistsError(f"--out {out}: not empty and not made by smae demo (no {MARKER}); "
-                              f"choose a new or empty folder")
+        raise UserError(f"--out {out}: not empty and not made by smae demo (no {MARKER}); "
+                        f"choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("written by `smae demo`; the demo may replace this folder's contents\n")
 
@@ -114,7 +117,7 @@ def run_demo(out: Path, synth_preset=SYNTH_PRESET, train_config=None, log=print)
     summary = {}
     for name, source in feature_sources(result.checkpoint).items():
         scores = propagate_dataset("davis", data / FORMAT_DIRS["davis"], results_dir / name, source, demo_protocol(),
-                                   progress=False)
+                                   progress=False, log=lambda line: log(f"      {name}: {line}"))
         summary[name] = {key: float(scores[key]) for key in SCORE_KEYS}
         log(f"      {name}: J&F {100 * summary[name]['J&F-Mean']:.1f}")
 

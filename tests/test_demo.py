@@ -12,6 +12,7 @@ from pretrain_fixtures import small_config, write_video_set
 from smae import cli
 from smae.data import synth
 from smae.demo import MARKER, SOURCES, feature_sources, prepare_out_dir, run_demo
+from smae.errors import UserError
 from smae.models import SiamMAE
 from smae.train.config import TRAIN_PRESETS
 from smae.train.loop import train
@@ -27,7 +28,7 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path, capsys):
     assert [p.name for p in foreign.iterdir()] == ["chapter1.tex"]
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    with pytest.raises(ValueError, match="not a folder"):
+    with pytest.raises(UserError, match="is a file, not a folder"):
         prepare_out_dir(a_file)
     prepare_out_dir(tmp_path / "new")
     (tmp_path / "new" / "data").mkdir()

@@ -10,6 +10,7 @@ import pytest
 
 from smae.cli import main
 from smae.data.layouts import write_indexed_png
+from smae.errors import UserError
 from smae.eval.davis_evaluate import GLOBAL_KEYS, evaluate_davis, format_davis_table
 
 SHAPE = (64, 96)
@@ -148,19 +149,19 @@ def test_id_above_object_count_is_an_error(vector_layout):
     pred = vector_sequences()["b"][2][1].copy()
     pred[50:52, 50:52] = 2  # sequence b has one object
     write_indexed_png(results / "b" / "00002.png", pred)
-    with pytest.raises(ValueError, match=r"b/00002\.png: object id 2 is above the number of objects .*\(1"):
+    with pytest.raises(UserError, match=r"b/00002\.png: object id 2 is above the number of objects .*\(1"):
         evaluate_davis(root, results, workers=1)
 
 
 def test_size_mismatch_and_rgb_results_are_errors(vector_layout):
     root, results = vector_layout
     write_indexed_png(results / "a" / "00001.png", np.zeros((32, 48), np.uint8))
-    with pytest.raises(ValueError, match=r"a/00001\.png: size"):
+    with pytest.raises(UserError, match=r"a/00001\.png: size"):
         evaluate_davis(root, results, workers=1)
     from PIL import Image
 
     Image.fromarray(np.zeros((*SHAPE, 3), np.uint8)).save(results / "a" / "00001.png")
-    with pytest.raises(ValueError, match="mode RGB"):
+    with pytest.raises(UserError, match="mode RGB"):
         evaluate_davis(root, results, workers=1)
 
 

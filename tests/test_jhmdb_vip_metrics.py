@@ -7,6 +7,7 @@ from PIL import Image
 
 from smae.cli import main
 from smae.data.layouts import JhmdbLayout, VipLayout
+from smae.errors import UserError
 from smae.eval.jhmdb_metrics import evaluate_jhmdb, normalized_distances, pck
 from smae.eval.layouts_read import read_jhmdb_joints
 from smae.eval.vip_metrics import VIP_CLASSES, class_iou, confusion_matrix, evaluate_vip
@@ -114,10 +115,10 @@ def test_jhmdb_result_errors(tmp_path):
     (action, video), _ = write_jhmdb(root, results, random_pose_videos(rng, [4, 4]))
     path = results / action / f"{video}.npy"
     np.save(path, np.zeros((3, N_JOINTS, 2)))
-    with pytest.raises(ValueError, match=rf"{video}\.npy: expected float joints of shape \(4, 15, 2\)"):
+    with pytest.raises(UserError, match=rf"{video}\.npy: expected float joints of shape \(4, 15, 2\)"):
         evaluate_jhmdb(root, results, workers=1)
     np.save(path, np.array([{"joints": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match=rf"{video}\.npy: not a plain \.npy"):
+    with pytest.raises(UserError, match=rf"{video}\.npy: not a plain \.npy"):
         evaluate_jhmdb(root, results, workers=1)
     path.unlink()
     with pytest.raises(FileNotFoundError, match=rf"{video}\.npy"):
@@ -178,7 +179,7 @@ def test_vip_errors(tmp_path):
     gt = np.zeros((8, 8), np.uint8)
     root, results = tmp_path / "vip", tmp_path / "results"
     write_vip(root, results, {"videos1": [(gt, gt), (gt, np.full_like(gt, 20))]})
-    with pytest.raises(ValueError, match=r"000000000002\.png: class id 20 is not a VIP class"):
+    with pytest.raises(UserError, match=r"000000000002\.png: class id 20 is not a VIP class"):
         evaluate_vip(root, results, workers=1)
     (results / "videos1" / "000000000002.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"000000000002\.png"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from smae.config import apply_overrides
+from smae.errors import UserError
 from smae.propagation.labels import decode_joints, decode_segmentation, joint_heatmaps, segmentation_labels
 from smae.propagation.protocols import DINO_STD, IMAGENET_STD, Protocol, input_size, protocol_preset
 
@@ -77,9 +78,9 @@ def test_overrides():
         apply_overrides(protocol_preset("siammae"), ["top_k=3"])
     with pytest.raises(ValueError, match="not one of"):
         apply_overrides(protocol_preset("siammae"), ["window=diamond"])
-    with pytest.raises(ValueError, match="topk=0"):
+    with pytest.raises(UserError, match="--set topk=0: must be at least 1"):
         apply_overrides(protocol_preset("siammae"), ["topk=0"])
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(UserError, match="temperature"):
         Protocol(temperature=0.0)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smae.errors import UserError
 from smae.eval.davis_metrics import boundary_tolerance, frame_scores, statistics
 from smae.eval.layouts_read import davis_annotation_paths, davis_sequences, read_label_png, read_result_png
 from smae.eval.parallel import map_in_workers
@@ -49,10 +50,10 @@ def evaluate_davis_sequence(annotation_paths: list[Path], results_folder: Path) 
     for index, annotation_path in enumerate(scored):
         gt, pred = read_result_png(annotation_path, results_folder)
         if gt.shape != first.shape:
-            raise ValueError(f"{annotation_path}: size {gt.shape} differs from the sequence's first frame {first.shape}")
+            raise UserError(f"{annotation_path}: size {gt.shape} differs from the sequence's first frame {first.shape}")
         highest = int(pred.max())
         if highest > n_objects:
-            raise ValueError(
+            raise UserError(
                 f"{results_folder / annotation_path.name}: object id {highest} is above the number of objects in the sequence's "
                 f"first annotation ({n_objects}, {annotation_paths[0]})"
             )

@@ -35,18 +35,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="processes scoring videos in parallel (default: one per core)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from smae.eval.tasks import evaluate, format_scores, json_ready
-    from smae.atomic import write_json_atomic
+def check_json_path(json_path: str, data: str) -> None:
+    """--json must be a file name in an existing, writable folder outside the data set: checked
+    before scoring, which can take minutes."""
+    from pathlib import Path
+
+    from smae.atomic import check_not_inside, check_output_folder
     from smae.errors import UserError
 
-    if args.gt is not None:
-        scores = _evaluate_folders(args)
-    else:
+    path = Path(json_path)
+    if path.is_dir():
+        raise UserError(f"--json {json_path}: is a folder; give a file name, e.g. {path / 'scores.json'}")
+    if not path.parent.is_dir():
+        if path.parent.exists():
+            raise UserError(f"--json {json_path}: {path.parent} is a file, not a folder; choose another --json")
+        raise UserError(f"--json {json_path}: the folder {path.parent} does not exist; create it or choose another --json")
+    check_output_folder(path.parent, "--json")
+    check_not_inside(path, data, "--json", "--gt" if data is None else "--data")
+
+
+def run(args: argparse.Namespace) -> int:
+    from smae.atomic import write_json_atomic
+    from smae.errors import UserError
+    from smae.eval.tasks import evaluate, format_scores, json_ready
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1")
+    if args.gt is None:
         if args.task is None or args.data is None:
             raise UserError("--task and --data are required (or give --gt to score any folder of per-video PNG folders)")
         if args.semantics != "davis" or args.all_frames:
             raise UserError("--semantics and --all-frames go with --gt; drop them or give --gt")
+    if args.json:
+        check_json_path(args.json, args.data if args.gt is None else args.gt)
+    if args.gt is not None:
+        scores = _evaluate_folders(args)
+    else:
         scores = evaluate(args.task, args.data, args.results, split=args.split, workers=args.workers)
         print(format_scores(args.task, scores, args.split))
     if args.json:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smae.errors import UserError
 from smae.eval.layouts_read import jhmdb_video_key, jhmdb_videos, read_jhmdb_joints
 from smae.eval.parallel import map_in_workers
 
@@ -65,12 +66,13 @@ def _video_distances(task: tuple[Path, Path]) -> np.ndarray:
         raise FileNotFoundError(f"result missing: {result_path} (joints for {mat_path})")
     try:
         pred = np.load(result_path, allow_pickle=False)
-    except ValueError as error:  # not an .npy file, or an object array
-        raise ValueError(f"{result_path}: not a plain .npy array of joints ({error})") from None
+    except Exception as error:  # not an .npy file, truncated, or an object array
+        raise UserError(f"{result_path}: not a plain .npy array of joints ({type(error).__name__}: {error}); "
+                        f"write it again with numpy.save") from None
     if pred.shape != gt.shape or not np.issubdtype(pred.dtype, np.floating):
-        raise ValueError(f"{result_path}: expected float joints of shape {gt.shape} (frames, joints, xy) like {mat_path}, got {pred.dtype} {pred.shape}")
+        raise UserError(f"{result_path}: expected float joints of shape {gt.shape} (frames, joints, xy) like {mat_path}, got {pred.dtype} {pred.shape}")
     if not np.all(np.isfinite(pred)):
-        raise ValueError(f"{result_path}: joints must be finite (mark a lost joint with x = -1)")
+        raise UserError(f"{result_path}: joints must be finite (mark a lost joint with x = -1)")
     return normalized_distances(pred, gt)
 
 

@@ -21,20 +21,49 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from smae.errors import UserError
+
 DAVIS_RESOLUTION = "480p"
 VIP_ANNOTATIONS = Path("Annotations") / "Category_ids"
+
+
+def read_image(path: str | os.PathLike, what: str, convert: str | None = None, modes: tuple[str, ...] | None = None) -> np.ndarray:
+    """The pixels of an image file, decoded whole (so a truncated file fails here, naming it).
+
+    what: the file's role in messages ("label PNG", "frame"); convert: a Pillow mode to convert
+    to; modes: the modes accepted before conversion. Raises FileNotFoundError or UserError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with Image.open(path) as image:
+            if modes is not None and image.mode not in modes:
+                raise UserError(f"{path}: expected {what} of mode {' or '.join(modes)}, got mode {image.mode}")
+            return np.asarray(image.convert(convert) if convert else image)
+    except UserError:
+        raise
+    except Exception as error:  # Pillow raises many types for broken files (OSError, SyntaxError, zlib.error...)
+        raise UserError(f"{path}: not a readable {what} ({type(error).__name__}: {error}); "
+                        f"replace or re-extract the file") from None
+
+
+def image_size(path: str | os.PathLike, what: str) -> tuple[int, int]:
+    """(H, W) of an image, read from its header only; UserError naming the file if it has none."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except Exception as error:
+        raise UserError(f"{path}: not a readable {what} ({type(error).__name__}: {error}); "
+                        f"replace or re-extract the file") from None
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """Label map of an indexed ('P') or grey ('L') PNG: the indices, not the colours.
     -> (H, W) uint8, read-only (copy it to modify it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label PNG not found: {path}")
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise ValueError(f"{path}: expected an indexed (P) or grey (L) PNG of label ids, got mode {image.mode}")
-        return np.asarray(image)
+    return read_image(path, "label PNG", modes=("P", "L"))
 
 
 def read_result_png(annotation_path: Path, results_folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +77,7 @@ def read_result_png(annotation_path: Path, results_folder: Path) -> tuple[np.nda
         raise FileNotFoundError(f"result frame missing: {result_path} (needed for {annotation_path})")
     pred = read_label_png(result_path)
     if pred.shape != gt.shape:
-        raise ValueError(f"{result_path}: size {pred.shape} differs from the annotation {annotation_path}: {gt.shape}")
+        raise UserError(f"{result_path}: size {pred.shape} differs from the annotation {annotation_path}: {gt.shape}")
     return gt, pred
 
 
@@ -112,8 +141,15 @@ def read_jhmdb_joints(mat_path: str | os.PathLike) -> np.ndarray:
     mat_path = Path(mat_path)
     if not mat_path.is_file():
         raise FileNotFoundError(f"JHMDB joint file not found: {mat_path}")
-    positions = loadmat(str(mat_path)).get("pos_img")
+    try:
+        positions = loadmat(str(mat_path)).get("pos_img")
+    except Exception as error:  # scipy raises many types for broken files (ValueError, MatReadError, TypeError...)
+        raise UserError(f"{mat_path}: not a readable MATLAB file ({type(error).__name__}: {error}); "
+                        f"replace or re-extract the file") from None
     if positions is None or np.ndim(positions) != 3 or np.shape(positions)[0] != 2:
-        raise ValueError(f"{mat_path}: expected 'pos_img' of shape (2, joints, frames)")
-    positions = np.asarray(positions, dtype=np.float64) - 1.0  # MATLAB coordinates are 1-based
+        raise UserError(f"{mat_path}: expected 'pos_img' of shape (2, joints, frames)")
+    try:
+        positions = np.asarray(positions, dtype=np.float64) - 1.0  # MATLAB coordinates are 1-based
+    except (TypeError, ValueError):
+        raise UserError(f"{mat_path}: 'pos_img' is not numeric") from None
     return np.ascontiguousarray(positions.transpose(2, 1, 0))

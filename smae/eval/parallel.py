@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Sequence, TypeVar
@@ -37,5 +38,14 @@ def map_in_workers(function: Callable[[Item], Result], items: Sequence[Item], wo
     if workers <= 1:
         return [function(item) for item in items]
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(function, items))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+        try:
+            return list(pool.map(function, items))
+        except KeyboardInterrupt:  # Ctrl-C: drop the queued jobs, let the running ones end quietly
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (one message, no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

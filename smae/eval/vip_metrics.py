@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smae.errors import UserError
 from smae.eval.layouts_read import read_result_png, vip_annotation_paths, vip_videos
 from smae.eval.parallel import map_in_workers
 
@@ -49,10 +50,10 @@ def _video_confusion(task: tuple[list[Path], Path]) -> np.ndarray:
     for annotation_path in annotation_paths:
         gt, pred = read_result_png(annotation_path, results_folder)
         if pred.max() >= n_classes:
-            raise ValueError(f"{results_folder / annotation_path.name}: class id {int(pred.max())} is not a VIP class (0..{n_classes - 1})")
+            raise UserError(f"{results_folder / annotation_path.name}: class id {int(pred.max())} is not a VIP class (0..{n_classes - 1})")
         invalid = (gt >= n_classes) & (gt != IGNORE_LABEL)
         if invalid.any():
-            raise ValueError(f"{annotation_path}: class id {int(gt[invalid][0])} is not a VIP class (0..{n_classes - 1}) nor {IGNORE_LABEL}")
+            raise UserError(f"{annotation_path}: class id {int(gt[invalid][0])} is not a VIP class (0..{n_classes - 1}) nor {IGNORE_LABEL}")
         total += confusion_matrix(gt, pred, n_classes)
     return total
 

@@ -13,9 +13,8 @@ import torch.nn as nn
 
 from smae.kernels import attention
 
+from .presets import DECODER_VARIANTS
 from .vit import LAYER_NORM_EPS, Block, Mlp, SelfAttention
-
-DECODER_VARIANTS = ("cross-self", "cross", "joint")
 
 
 class CrossAttention(nn.Module):

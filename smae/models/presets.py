@@ -6,7 +6,24 @@ overrides are ModelConfig fields, and `encoder` / `decoder` also take preset nam
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+
+from smae.config import check_fields
+
+DECODER_VARIANTS = ("cross-self", "cross", "joint")
+
+
+def _transformer_rules(config) -> dict:
+    """Rules shared by the encoder and decoder configs (widths are split into heads and, for the
+    sin-cos position table, into four)."""
+    return {
+        "embed_dim": (lambda v: v >= 4 and v % 4 == 0 and v % config.num_heads == 0,
+                      f"must be a positive multiple of 4 and of num_heads ({config.num_heads})"),
+        "depth": (lambda v: v >= 1, "must be at least 1"),
+        "num_heads": (lambda v: v >= 1, "must be at least 1"),
+        "mlp_ratio": (lambda v: math.isfinite(v) and v > 0, "must be positive"),
+    }
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,14 @@ class EncoderConfig:
     num_heads: int = 6
     mlp_ratio: float = 4.0
 
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "patch_size": (lambda v: v >= 1, "must be at least 1"),
+            "img_size": (lambda v: v >= self.patch_size and v % self.patch_size == 0,
+                         f"must be a positive multiple of patch_size ({self.patch_size})"),
+            **_transformer_rules(self),
+        })
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -25,6 +50,9 @@ class DecoderConfig:
     depth: int = 4
     num_heads: int = 8
     mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, _transformer_rules(self))
 
 
 @dataclass(frozen=True)
@@ -35,6 +63,13 @@ class ModelConfig:
     mask_ratio: float = 0.95  # of the future frame f2 (SiamMAE: 0.95)
     past_mask_ratio: float = 0.0  # of the past frame f1 (SiamMAE: unmasked)
     norm_pix_loss: bool = True  # MAE's per-patch normalised target
+
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "decoder_variant": (lambda v: v in DECODER_VARIANTS, f"must be one of {', '.join(DECODER_VARIANTS)}"),
+            "mask_ratio": (lambda v: 0 <= v < 1, "must be in [0, 1) (some patches of f2 must stay visible)"),
+            "past_mask_ratio": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        })
 
 
 ENCODERS: dict[str, EncoderConfig] = {

@@ -1,8 +1,16 @@
 """Label propagation: feature sources, protocols, the memory-bounded per-video loop and the
-dataset pipeline behind `smae propagate`."""
-from .features import EncoderFeatures, FeatureSource, PixelFeatures, build_feature_source
-from .pipeline import evaluate_results, propagate_dataset
+dataset pipeline behind `smae propagate`.
+
+Protocols load without torch (so `smae propagate --help` stays fast); the other names are
+imported on first use.
+"""
+import importlib
+
 from .protocols import PROTOCOLS, Protocol, protocol_preset
+
+# name -> submodule defining it, imported when the name is first used
+_LAZY = {"EncoderFeatures": ".features", "FeatureSource": ".features", "PixelFeatures": ".features",
+         "build_feature_source": ".features", "evaluate_results": ".pipeline", "propagate_dataset": ".pipeline"}
 
 __all__ = [
     "PROTOCOLS",
@@ -15,3 +23,9 @@ __all__ = [
     "propagate_dataset",
     "protocol_preset",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

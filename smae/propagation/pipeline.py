@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+import time
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import Callable
 
 from smae.atomic import write_json_atomic
+from smae.errors import UserError, describe_os_error
+from smae.progress import progress_bar
 from smae.eval.tasks import evaluate, json_ready
 
 from .distributed import barrier, current_ranks, shard
@@ -24,7 +27,7 @@ from .engine import propagate_video
 from .features import FeatureSource
 from .outputs import VideoOutput, clear_staging, is_done
 from .protocols import Protocol
-from .videos import list_videos
+from .videos import check_video_files, list_videos
 
 RUN_FILE = "propagate.json"  # the resolved settings of the run that wrote a results folder
 METRICS_FILE = "metrics.json"
@@ -44,13 +47,16 @@ def propagate_dataset(
     evaluate: bool = True,
     progress: bool = True,
     run_info: dict | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict | None:
     """Propagates every video of `task` ('davis', 'jhmdb', 'vip') under `data_root` into `out_dir`.
 
     source: features of normalised frames (EncoderFeatures, PixelFeatures or any FeatureSource);
     batch_size: frames encoded at once; resume: keep videos already finished in out_dir (the
     settings must match the saved ones); overlays: also write pictures and an mp4 per video;
-    run_info: extra JSON-able settings recorded in out_dir/propagate.json (weights, preset...).
+    run_info: extra JSON-able settings recorded in out_dir/propagate.json (weights, preset...);
+    log: where the time estimate after the first video goes (default: stderr, also with
+    progress=False: a long run is never silent).
     Returns the scores on rank 0 when `evaluate` (also saved as out_dir/metrics.json), else None.
     """
     out_dir = Path(out_dir)
@@ -60,6 +66,8 @@ def propagate_dataset(
                 "source": {"type": type(source).__name__, "stride": source.stride}, **(run_info or {})}
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
     _check_resumable(out_dir, settings, resume)  # every rank: all raise alike, none waits alone
+    for video in videos:  # every rank, before anything is written
+        check_video_files(video)
     if ranks.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         clear_staging(out_dir)
@@ -68,20 +76,47 @@ def propagate_dataset(
 
     mine = shard([len(v.frames) for v in videos], ranks.rank, ranks.world_size)  # indices into the split list
     todo = [i for i in mine if not (resume and is_done(out_dir, videos[i]))]
-    bar = tqdm(total=sum(len(videos[i].frames) for i in todo), unit="frame", disable=not progress,
-               desc=f"propagate {task}" + (f" [rank {ranks.rank}]" if ranks.world_size > 1 else ""), position=ranks.rank)
+    total_frames = sum(len(videos[i].frames) for i in todo)
+    prefix = f"[rank {ranks.rank}] " if ranks.world_size > 1 else ""
+    bar = progress_bar(total=total_frames, unit="frame", disable=not progress, desc=f"{prefix}propagate {task}",
+                       position=ranks.rank)
     with bar:
-        for list_index in todo:
+        for number, list_index in enumerate(todo):
             video = videos[list_index]
-            bar.set_postfix_str(video.name)
-            with VideoOutput(out_dir, video, overlays, list_index) as output:
-                output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
+            bar.set_postfix_str(video.name, refresh=False)
+            start = time.perf_counter()
+            try:
+                with VideoOutput(out_dir, video, overlays, list_index) as output:
+                    output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
+            except OSError as error:  # reads raise UserError: this is a write (a full disk, a lost mount)
+                message = describe_os_error(error, error.filename or out_dir)
+                if message is None:
+                    raise
+                raise UserError(message) from error
+            if number == 0 and len(todo) > 1:
+                seconds = time.perf_counter() - start
+                (log or _to_stderr)(prefix + estimate_line(video.name, len(video.frames), seconds, total_frames - len(video.frames)))
     barrier()
     if not evaluate or ranks.rank != 0:
         return None
     scores = evaluate_results(task, data_root, out_dir, split)
     write_json_atomic(out_dir / METRICS_FILE, json_ready(scores))  # strict JSON: NaN (undefined) -> null
     return scores
+
+
+def estimate_line(name: str, frames: int, seconds: float, remaining_frames: int) -> str:
+    """'first video bear: 82 frames in 41.0 s (0.50 s/frame); about 12 min for the other 1917 frames'."""
+    per_frame = seconds / max(frames, 1)
+    left = per_frame * remaining_frames
+    left_text = f"{left / 3600:.1f} h" if left >= 5400 else f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+    return (f"first video {name}: {frames} frames in {seconds:.1f} s ({per_frame:.2f} s/frame); "
+            f"about {left_text} for the other {remaining_frames} frames")
+
+
+def _to_stderr(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _counted(predictions, bar):

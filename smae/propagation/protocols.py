@@ -18,9 +18,11 @@ has its own), and `--set key=value` (smae.config.apply_overrides) changes any fi
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+from smae.config import check_fields
 from smae.eval.tasks import TASKS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,21 +68,18 @@ class Protocol:
     joint_topk: int = 3  # JHMDB: a joint is the weighted mean of its map's top locations (CRW: 3, CropMAE: 5)
 
     def __post_init__(self) -> None:
-        checks = {
-            "topk": self.topk >= 1,
-            "temperature": self.temperature > 0,
-            "radius": self.radius is None or self.radius > 0,
-            "n_context": self.n_context >= 0,
-            "global_frames": self.global_frames in (0, 1),
-            "size": len(self.size) == 2 and min(self.size) >= 1,
-            "std": len(self.std) == 3 and min(self.std) > 0,
-            "mean": len(self.mean) == 3,
-            "joint_sigma": self.joint_sigma > 0,
-            "joint_topk": self.joint_topk >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid protocol value(s): {', '.join(f'{name}={getattr(self, name)!r}' for name in bad)}")
+        positive = lambda v: math.isfinite(v) and v > 0  # noqa: E731
+        check_fields(self, {
+            "topk": (lambda v: v >= 1, "must be at least 1"),
+            "temperature": (positive, "must be positive"),
+            "radius": (lambda v: v is None or positive(v), "must be positive or None"),
+            "n_context": (lambda v: v >= 0, "must be >= 0"),
+            "global_frames": (lambda v: v in (0, 1), "must be 0 or 1"),
+            "size": (lambda v: min(v) >= 1, "must be two positive sizes"),
+            "std": (lambda v: min(v) > 0, "must be three positive numbers"),
+            "joint_sigma": (positive, "must be positive"),
+            "joint_topk": (lambda v: v >= 1, "must be at least 1"),
+        })
 
 
 PROTOCOLS: dict[str, Protocol] = {

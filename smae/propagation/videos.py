@@ -17,8 +17,8 @@ from typing import Iterator, Literal
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
+from smae.errors import UserError
 from smae.eval import layouts_read as layouts
 
 from .protocols import Protocol, input_size
@@ -83,17 +83,28 @@ def _segmentation_video(name: str, folder: Path, suffix: str, first_annotation: 
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8."""
-    if not path.is_file():
-        raise FileNotFoundError(f"frame not found: {path}")
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    """(H, W, 3) uint8; UserError naming the file if it cannot be decoded."""
+    return layouts.read_image(path, "frame", convert="RGB")
 
 
 def frame_size(path: Path) -> tuple[int, int]:
     """(H, W) of an image, read from its header only."""
-    with Image.open(path) as image:
-        return image.height, image.width
+    return layouts.image_size(path, "frame")
+
+
+def check_video_files(video: Video) -> None:
+    """Reads the header of every frame and the whole first-frame annotation (or joint file), so
+    a missing, foreign or broken file, or frames of mixed sizes, fail before any work, naming the
+    file. (A JPEG truncated after its header is found when it is decoded.)"""
+    height, width = frame_size(video.frames[0])
+    for path in video.frames[1:]:
+        if frame_size(path) != (height, width):
+            raise UserError(f"{path}: frame size {frame_size(path)} differs from the video's first frame "
+                            f"{(height, width)}; resize the video's frames to one size")
+    if video.kind == "segmentation":
+        layouts.read_label_png(video.annotation)
+    else:
+        layouts.read_jhmdb_joints(video.annotation)
 
 
 def iter_frame_batches(
@@ -111,7 +122,8 @@ def iter_frame_batches(
         images = [read_rgb(path) for path in frames[start:start + batch_size]]
         for path, image in zip(frames[start:], images):
             if image.shape[:2] != (height, width):
-                raise ValueError(f"{path}: frame size {image.shape[:2]} differs from the video's first frame {(height, width)}")
+                raise UserError(f"{path}: frame size {image.shape[:2]} differs from the video's first frame "
+                                f"{(height, width)}; resize the video's frames to one size")
         return np.stack(images), np.stack([resize_frame(image, size, protocol.frame_dtype) for image in images])
 
     starts = range(0, len(frames), batch_size)

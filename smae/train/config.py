@@ -9,10 +9,22 @@ Derived values (effective lr, step counts) come from pure functions in `smae.tra
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from smae.config import InvalidField, check_fields
+from smae.errors import UserError
 from smae.models.presets import PRESETS, ModelConfig
+
+
+def _positive_finite(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _ordered(low: float, high: float | None = None):
+    """A rule for a (min, max) pair: low <= min <= max (<= high)."""
+    return lambda pair: low <= pair[0] <= pair[1] and (high is None or pair[1] <= high)
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,30 @@ class TrainConfig:
     checkpoint_every: int = 1000  # optimizer steps between checkpoints (and one at the end)
     log_every: int = 20  # optimizer steps between lines of metrics.jsonl
     figure_pairs: int = 4  # pairs shown in the reconstruction figure at each checkpoint
+
+    def __post_init__(self) -> None:
+        at_least = lambda low: (lambda v: v >= low, f"must be at least {low}")  # noqa: E731
+        check_fields(self, {
+            "batch_size": at_least(1),
+            "epochs": at_least(1),
+            "warmup_epochs": at_least(0),  # more than epochs: the lr warms up the whole run
+            "base_lr": (_positive_finite, "must be positive"),
+            "min_lr": (lambda v: math.isfinite(v) and v >= 0, "must be >= 0"),
+            "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "must be >= 0"),
+            "betas": (lambda v: all(0 <= b < 1 for b in v), "must both be in [0, 1)"),
+            "clip_grad": (lambda v: v is None or _positive_finite(v), "must be positive or None"),
+            "accum_steps": at_least(1),
+            "gap_range": (_ordered(1), "must be 1 <= min <= max frames"),
+            "repeats": at_least(1),
+            "crop_scale": (lambda v: v[0] > 0 and _ordered(0, 1)(v), "must be 0 < min <= max <= 1"),
+            "crop_ratio": (lambda v: v[0] > 0 and _ordered(0)(v) and math.isfinite(v[1]), "must be 0 < min <= max"),
+            "flip_prob": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+            "num_workers": at_least(0),
+            "seed": at_least(0),
+            "checkpoint_every": at_least(1),
+            "log_every": at_least(1),
+            "figure_pairs": at_least(1),
+        })
 
 
 def _paper(model: str) -> TrainConfig:
@@ -78,7 +114,11 @@ def _from_dict(cls: type, data: dict, where: str):
             values[name] = tuple(value)  # JSON has no tuples
         else:
             values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except InvalidField as error:
+        raise UserError(f"{where}: config field {error.field} {error.rule}; "
+                        f"the file was not written by this version of smae or was edited") from None
 
 
 def train_config_from_dict(data: dict, where: str = "config") -> TrainConfig:

@@ -25,6 +25,7 @@ from smae.config import to_dict
 from smae.data.pairs import FramePairDataset, PairKey, collate_pairs, open_pair_dataset, pair_batch_to_device
 from smae.data.transforms import PairAugment
 from smae.models import SiamMAE
+from smae.progress import progress_bar
 
 from smae.atomic import write_json_atomic
 
@@ -208,8 +209,8 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
                                context.rank, config.seed, step, plan.total_steps)
     batches = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
                               collate_fn=collate_pairs, pin_memory=context.device.type == "cuda"))
-    bar = tqdm(total=plan.total_steps, initial=step, unit="step", disable=not (progress and context.is_main),
-               dynamic_ncols=True, file=sys.stderr)
+    bar = progress_bar(total=plan.total_steps, initial=step, unit="step", disable=not (progress and context.is_main),
+                       dynamic_ncols=True)
     skips, window = SkipLog(), MetricsWindow()
     last_loss, figure = last_logged_loss(out), None
     while step < plan.total_steps:

@@ -32,23 +32,43 @@ def resolve_config(preset: str | None, overrides: list[str], out_dir: str, resum
     from pathlib import Path
 
     from smae.config import apply_overrides
-    from smae.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from smae.errors import UserError
     from smae.train.config import train_config_from_dict, train_preset
 
     if preset is not None:
         return preset, apply_overrides(train_preset(preset), overrides)
     if not resume:
         raise ValueError("--preset is required for a new run")
+    from smae.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
     path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise UserError(f"--resume: no {CHECKPOINT_NAME} in {out_dir}; check --out, or start a new run with --preset")
     checkpoint = load_checkpoint(path)
     saved = train_config_from_dict(checkpoint["config"], str(path))
     return checkpoint.get("preset", "custom"), apply_overrides(saved, overrides)
 
 
-def run(args: argparse.Namespace) -> int:
-    from smae.train.loop import TrainingDiverged, train
+def check_paths(data: str, out: str) -> None:
+    """Before any work: --data exists, --out can be written and is not inside --data (the run's
+    figures would be found as a frame folder), nor the other way round."""
+    from pathlib import Path
 
+    from smae.atomic import check_not_inside, check_output_folder
+    from smae.errors import UserError
+
+    if not Path(data).exists():
+        raise UserError(f"--data {data}: no such file or folder; give a video folder, a video or a list file")
+    if Path(data).is_dir():
+        check_not_inside(out, data)
+    check_output_folder(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_paths(args.data, args.out)
     preset, config = resolve_config(args.preset, args.overrides, args.out, args.resume)
+    from smae.train.loop import TrainingDiverged, train  # torch: after the checks, which need none
+
     try:
         result = train(config, args.data, args.out, preset=preset, resume=args.resume)
     except TrainingDiverged as error:
