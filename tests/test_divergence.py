@@ -59,19 +59,22 @@ def test_a_nan_is_seen_at_the_next_check_and_the_finite_checkpoint_kept(tmp_path
     def poisoned(self, f1, f2, generator=None):
         loss, pred, mask = forward(self, f1, f2, generator=generator)
         if self.training:  # not the figure's forward pass
-            calls.append(1)
+            calls.append(self)
             if len(calls) == 3:
                 loss = loss * math.nan
         return loss, pred, mask
 
     monkeypatch.setattr(SiamMAE, "forward", poisoned)
     out = tmp_path / "run"
-    # Checked at steps 2 (checkpoint), 4 (log and checkpoint): step 3's NaN is seen at step 4.
+    # Checked at steps 2 and 4 (checkpoints), 5 (log): step 3's NaN is seen at step 4, before saving.
     with pytest.raises(TrainingDiverged, match=r"the loss and gradients became non-finite at step 3; step 2 was the "
                                                r"last finite one .*seen at step 4.*checkpoint.pt \(step 2\), holds only finite"):
-        train(small_config("epochs=8", "checkpoint_every=2", "log_every=4"), videos, out, progress=False)
+        train(small_config("epochs=8", "checkpoint_every=2", "log_every=5"), videos, out, progress=False)
     _assert_kept_checkpoint_is_finite(out / "checkpoint.pt", 2)
-    assert not (out / "metrics.jsonl").exists()  # the step-4 window held the NaN: not logged
+    assert not (out / "metrics.jsonl").exists()  # nothing logged before step 5
+    # Steps 3 and 4 skipped their updates on the device: the model in memory is the checkpoint's.
+    kept = load_checkpoint(out / "checkpoint.pt")["model"]
+    torch.testing.assert_close(calls[-1].state_dict(), kept, rtol=0, atol=0)
 
 
 def test_an_exploding_finite_loss_stops_before_a_non_finite_checkpoint(tmp_path, videos):
