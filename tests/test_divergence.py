@@ -116,3 +116,22 @@ def test_metrics_never_repeat_a_step_and_a_torn_line_is_dropped(tmp_path, videos
     train(config, videos, out, resume=True, progress=False)
     assert _steps(out) == [1, 2, 3, 4, 5, 6]
     assert f"{out / 'metrics.jsonl'}: dropping its torn last line" in capfd.readouterr().err
+
+
+def test_a_step_reads_no_tensor_value_on_the_host(tmp_path, videos, monkeypatch):
+    """The CPU stand-in for CUDA's sync debug mode: inside optimizer_step nothing turns a tensor
+    into a Python value (each would wait for the device there). Data comes from a worker process."""
+    reads = []
+    step = loop.optimizer_step
+
+    def watched_step(*args, **kwargs):
+        with monkeypatch.context() as patch:
+            for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+                original = getattr(torch.Tensor, name)
+                patch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (reads.append(_n), _o(self, *a, **k))[1])
+            return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", watched_step)
+    train(small_config("epochs=4", "num_workers=1", "log_every=2", "checkpoint_every=4"), videos, tmp_path / "run",
+          progress=False)
+    assert reads == [] and _steps(tmp_path / "run") == [2, 4]
