@@ -254,7 +254,7 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
                               collate_fn=collate_pairs, pin_memory=context.device.type == "cuda"))
     bar = tqdm(total=plan.total_steps, initial=step, unit="step", disable=not (progress and context.is_main),
                dynamic_ncols=True, file=sys.stderr)
-    skips, window = SkipLog(), MetricsWindow(context.device)
+    skips, window = SkipLog(), MetricsWindow()
     figure = None
     while step < plan.total_steps:
         lr = lr_at(step, peak_lr, plan.total_steps, plan.warmup_steps, config.min_lr)

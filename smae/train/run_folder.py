@@ -78,28 +78,26 @@ def rewrite_metrics(path: Path, last_step: int) -> list[dict]:
 class MetricsWindow:
     """Losses and timing since the last log line; the losses stay on the device until logged."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self):
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.steps = 0
+        self.losses: list[torch.Tensor] = []
         self.start = time.perf_counter()
 
     def add(self, loss: torch.Tensor) -> None:
         """This process's loss of one step (a 0-dim device tensor; not read back)."""
-        self.loss_sum += loss
-        self.steps += 1
+        self.losses.append(loss)
 
     def record(self, step: int, epoch: float, lr: float, batch_size: int, skipped: int, world_size: int) -> dict:
         """The log line of the window (mean loss over steps and processes, global pairs per
-        second), and a new window. Reads the loss back: a host sync and, with several
-        processes, an all-reduce, once per log line."""
-        loss = all_reduce_mean(self.loss_sum, world_size).item() / self.steps
+        second), and a new window. Reads the losses back: a host sync and, with several
+        processes, an all-reduce, once per log line. Each step's loss is averaged over the
+        processes in float32 first, as one process accumulating their micro-batches does."""
+        per_step = all_reduce_mean(torch.stack(self.losses), world_size).tolist()
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        line = {"step": step, "epoch": round(epoch, 4), "loss": loss, "lr": lr,
-                "pairs_per_s": round(self.steps * batch_size / elapsed, 2), "skipped_videos": skipped}
+        line = {"step": step, "epoch": round(epoch, 4), "loss": sum(per_step) / len(per_step), "lr": lr,
+                "pairs_per_s": round(len(per_step) * batch_size / elapsed, 2), "skipped_videos": skipped}
         self.reset()
         return line
 
