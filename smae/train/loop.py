@@ -185,7 +185,7 @@ def optimizer_step(session: Session, batches, step: int, on_skipped) -> torch.Te
         if config.clip_grad is not None:
             session.scaler.unscale_(session.optimizer)
             torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
-        session.watch.skip_update(step_loss, None)
+        session.watch.skip_update(step_loss, None)  # records the loss; overflowed gradients are no divergence
         session.scaler.step(session.optimizer)
         session.scaler.update()
     else:
