@@ -93,8 +93,9 @@ def train_config_from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 # Fields that do not change what is computed: a resumed run may set them differently (another
 # machine may want other worker counts); any other difference would break the run's schedule.
-# `compile` changes only rounding (fused kernels sum in another order): bitwise-identical resumes
-# need the same value, a resume on a machine without a compiler may turn it off.
+# `compile` keeps the recipe, data and schedule but not the bits: inductor sums in other orders
+# and draws the masks with its own generator (seeded the same way). Bitwise-identical resumes need
+# the same value; a resume on a machine without a compiler may turn it off.
 OPERATIONAL_FIELDS = ("num_workers", "checkpoint_every", "log_every", "figure_pairs", "compile")
 
 
