@@ -30,7 +30,7 @@ from smae.data.pairs import FramePairDataset, PairKey, collate_pairs
 from smae.data.transforms import PairAugment
 from smae.data.video import find_videos
 from smae.atomic import write_json_atomic
-from smae.kernels.backend import check_switches
+from smae.kernels import check_switches
 from smae.models import SiamMAE
 
 from .checkpoint import CHECKPOINT_NAME, rng_state, save_atomic, set_rng_state
