@@ -16,6 +16,8 @@ setup(
     python_requires=">=3.10",
     packages=["smae", "smae.kernels"] + [f"smae.{name}" for name in SUBPACKAGES],
     package_dir={"smae": "smae", "smae.kernels": "kernels"},
+    # Measured attention choices per GPU, written by the device record (kernels/attention_table.py).
+    package_data={"smae.kernels": ["attention_table.json"]},
     install_requires=[
         "torch>=2.4",
         "einops>=0.7",

@@ -11,7 +11,7 @@ from .attention import (
     set_attention_backend,
     use_attention_backend,
 )
-from .backend import BackendUnavailable, get_backend, set_backend, use_backend
+from .backend import BackendUnavailable, check_switches, get_backend, set_backend, use_backend
 from .masking import (
     gather_patches,
     gather_patches_reference,
@@ -27,6 +27,7 @@ __all__ = [
     "BackendUnavailable",
     "attention",
     "attention_reference",
+    "check_switches",
     "gather_patches",
     "gather_patches_reference",
     "gather_visible",

@@ -12,20 +12,25 @@ Backends (switch `SMAE_ATTENTION=auto|xformers|sdpa|math`, `set_attention_backen
 - xformers: `xformers.ops.memory_efficient_attention` (CUDA only);
 - sdpa: `torch.nn.functional.scaled_dot_product_attention` (any device);
 - math: `attention_reference`, float64 softmax(QK^T/sqrt(d))V, the specification;
-- auto: xformers on CUDA when it imports and accepts the inputs, SDPA otherwise.
+- auto: on CUDA, the backend measured fastest for the case in `attention_table.json` (see
+  `attention_table.py`; SDPA where nothing was measured), SDPA elsewhere.
 `last_attention_backend()` says which backend the latest call ran.
+
+Decided once: xformers is imported on its first use only (never on the CPU, never by `auto`
+before a measurement picks it), and the outcome is kept; the table is read once. The per-call
+choice reads only the switch, the device, the dtype and the shapes, so `torch.compile` traces
+it without a graph break.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 
-from .backend import BackendSwitch, BackendUnavailable
+from . import attention_table
+from .backend import ATTENTION, BackendUnavailable
 
-ATTENTION = BackendSwitch("SMAE_ATTENTION", ("auto", "xformers", "sdpa", "math"))
 _last_backend: str | None = None
+_xformers: tuple | None = None  # (memory_efficient_attention or None, why not or None), once imported
 
 
 def set_attention_backend(name: str) -> None:
@@ -50,14 +55,17 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     return out.to(q.dtype)
 
 
-@functools.lru_cache(maxsize=None)
 def _import_xformers():
-    """(memory_efficient_attention, None) or (None, why it is unavailable)."""
-    try:
-        from xformers.ops import memory_efficient_attention
-    except Exception as error:  # a broken build raises more than ImportError
-        return None, f"xformers does not import ({type(error).__name__}: {error})"
-    return memory_efficient_attention, None
+    """(memory_efficient_attention, None) or (None, why it is unavailable); imported once."""
+    global _xformers
+    if _xformers is None:
+        try:
+            from xformers.ops import memory_efficient_attention
+        except Exception as error:  # a broken build raises more than ImportError
+            _xformers = None, f"xformers does not import ({type(error).__name__}: {error})"
+        else:
+            _xformers = memory_efficient_attention, None
+    return _xformers
 
 
 def xformers_reasons(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[str]:
@@ -86,30 +94,51 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return out.transpose(1, 2)
 
 
+@torch.compiler.assume_constant_result
+def _measured_choice(device_index: int, dtype: str, head_dim: int, q_tokens: int, k_tokens: int) -> str:
+    """`auto`'s backend for a CUDA case (a constant to torch.compile: it reads a file and the
+    device name, and is the same for the same arguments)."""
+    return attention_table.choose(torch.cuda.get_device_name(device_index), dtype, head_dim, q_tokens, k_tokens)
+
+
+def _resolve(chosen: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """The backend that runs: 'math', 'sdpa' or 'xformers' (raises when xformers is forced but cannot run)."""
+    if chosen == "auto":
+        if q.device.type != "cuda":
+            return "sdpa"
+        dtype = str(q.dtype).removeprefix("torch.")
+        chosen = _measured_choice(q.device.index or 0, dtype, q.shape[-1], q.shape[1], k.shape[1])
+        if chosen == "xformers" and xformers_reasons(q, k, v):
+            return "sdpa"  # measured elsewhere on a machine where it ran; not here
+        return chosen
+    if chosen == "xformers":
+        reasons = xformers_reasons(q, k, v)
+        if reasons:
+            raise BackendUnavailable("attention: xformers was forced but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
+    return chosen
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
     """Scaled dot-product attention; q (B, Nq, H, Dh), k/v (B, Nk, H, Dh) -> (B, Nq, H, Dh)."""
     global _last_backend
     _check_shapes(q, k, v)
-    chosen = backend or ATTENTION.get()
-    if chosen not in ATTENTION.choices:
-        raise ValueError(f"attention backend {chosen!r} is not one of {', '.join(ATTENTION.choices)}")
+    requested = backend or ATTENTION.get()
+    if requested not in ATTENTION.choices:
+        raise ValueError(f"attention backend {requested!r} is not one of {', '.join(ATTENTION.choices)}")
+    chosen = _resolve(requested, q, k, v)
+    if chosen == "xformers":
+        memory_efficient_attention, _ = _import_xformers()
+        try:
+            out = memory_efficient_attention(q, k, v)
+        except NotImplementedError:
+            # xformers found no operator for these inputs (head dim, alignment, ...).
+            if requested == "xformers":
+                raise
+        else:
+            _last_backend = "xformers"
+            return out
     if chosen == "math":
         _last_backend = "math"
         return attention_reference(q, k, v)
-    if chosen in ("auto", "xformers"):
-        reasons = xformers_reasons(q, k, v)
-        if chosen == "xformers" and reasons:
-            raise BackendUnavailable("attention: xformers was forced but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
-        if not reasons:
-            memory_efficient_attention, _ = _import_xformers()
-            try:
-                out = memory_efficient_attention(q, k, v)
-            except NotImplementedError:
-                # xformers found no operator for these inputs (head dim, alignment, ...).
-                if chosen == "xformers":
-                    raise
-            else:
-                _last_backend = "xformers"
-                return out
     _last_backend = "sdpa"
     return _sdpa(q, k, v)

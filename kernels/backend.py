@@ -10,12 +10,15 @@ Kernels: `SMAE_KERNELS=auto|triton|torch` (default auto), `set_backend(name)`, `
 Attention has its own switch with the same behaviour (`SMAE_ATTENTION=auto|xformers|sdpa|math`),
 see `smae.kernels.attention`.
 
-Nothing here touches CUDA or imports Triton at import time.
+Decided once: a switch reads its environment variable on first use (so a bad value is a
+ValueError naming the variable and the valid values when dispatch is first decided, never an
+import error), and whether Triton is installed is looked up once, at import, without importing
+it. Per call, dispatch only reads attributes, devices and dtypes, which `torch.compile` traces
+without a graph break. Nothing here touches CUDA or imports Triton at import time.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import os
 from typing import Iterator, Sequence
@@ -28,23 +31,30 @@ class BackendUnavailable(RuntimeError):
 
 
 class BackendSwitch:
-    """One named switch: a default from an environment variable, a setter and a context manager."""
+    """One named switch: a default from an environment variable, a setter and a context manager.
+
+    The variable is read and checked on the first `get`, not at import, so that a bad value
+    cannot stop `import smae` or `smae info`."""
 
     def __init__(self, env_var: str, choices: Sequence[str], default: str = "auto"):
         self.env_var = env_var
         self.choices = tuple(choices)
-        self._value = self._validate(os.environ.get(env_var, default), source=env_var)
+        self.default = default
+        self._value: str | None = None
 
-    def _validate(self, name: str, source: str) -> str:
+    def _validate(self, name: str) -> str:
         if name not in self.choices:
-            raise ValueError(f"{source}={name!r} is not one of {', '.join(self.choices)}")
+            raise ValueError(f"{self.env_var}={name!r} is not one of {', '.join(self.choices)}; "
+                             f"use one of those (unset: {self.default})")
         return name
 
     def get(self) -> str:
+        if self._value is None:
+            self._value = self._validate(os.environ.get(self.env_var, self.default))
         return self._value
 
     def set(self, name: str) -> None:
-        self._value = self._validate(name, source=self.env_var)
+        self._value = self._validate(name)
 
     @contextlib.contextmanager
     def use(self, name: str) -> Iterator[None]:
@@ -57,6 +67,13 @@ class BackendSwitch:
 
 
 KERNELS = BackendSwitch("SMAE_KERNELS", ("auto", "triton", "torch"))
+ATTENTION = BackendSwitch("SMAE_ATTENTION", ("auto", "xformers", "sdpa", "math"))
+
+
+def check_switches() -> dict[str, str]:
+    """{variable: value in force} of both switches; ValueError naming the first bad variable.
+    Programs call it before any work, so a typo stops them before they write anything."""
+    return {switch.env_var: switch.get() for switch in (KERNELS, ATTENTION)}
 
 
 def get_backend() -> str:
@@ -79,14 +96,13 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
-def triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None
+# Looked up once: find_spec locates the package without importing it (that costs seconds).
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def triton_device_reasons(*tensors: torch.Tensor) -> list[str]:
     """Why Triton cannot run on these tensors at all (missing package, wrong device); [] if it can."""
-    if not triton_importable():
+    if not TRITON_INSTALLED:
         return ["the triton package is not installed (pip install 'smae[triton]')"]
     if interpreter_enabled():
         return []

@@ -24,6 +24,10 @@ gather_patches B*K*C*p*p*s each way; scatter B*K*D*s + (P + L)*D*s in, B*(P + L)
 backwards move the same amounts the other way; the gather's backward writes the whole (B, L, D)
 gradient once, zeros included. The Triton kernels live in `masking_triton.py`, imported on first
 use, and read ids_restore as a permutation (MAE's) and ids_keep as positions in [0, L).
+
+The Triton paths are custom operators (`torch.ops.smae.*`, `torch.library.custom_op`) with fake
+implementations and autograd formulas, so `torch.compile` keeps them in its graph as opaque
+calls instead of breaking the graph; the references are plain PyTorch it traces and fuses.
 """
 from __future__ import annotations
 
@@ -111,76 +115,140 @@ def _triton_reasons(indices: torch.Tensor, **floats: torch.Tensor | None) -> lis
     return reasons
 
 
-class _GatherVisible(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tokens, ids_keep, pos_embed):
-        ctx.save_for_backward(ids_keep)
-        ctx.token_shape, ctx.token_dtype = tokens.shape, tokens.dtype
-        ctx.pos_dtype = None if pos_embed is None else pos_embed.dtype
-        return _triton().gather_rows(tokens, ids_keep, pos_embed)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (ids_keep,) = ctx.saved_tensors
-        need_tokens, _, need_pos = ctx.needs_input_grad
-        if not (need_tokens or need_pos):
-            return None, None, None
-        # Summing over the batch gives the pos_embed gradient, so keep grad's dtype when it is needed.
-        dtype = grad.dtype if need_pos else ctx.token_dtype
-        full = _triton().gather_rows_backward(grad, ids_keep, ctx.token_shape[1], dtype)  # (B, L, D)
-        grad_tokens = full.to(ctx.token_dtype) if need_tokens else None
-        grad_pos = full.sum(0, dtype=torch.float32).to(ctx.pos_dtype) if need_pos else None
-        return grad_tokens, None, grad_pos
+# Forward ops. Fakes give the launchers' output shapes and dtypes for tracing.
+@torch.library.custom_op("smae::gather_visible", mutates_args=())
+def _gather_visible_op(tokens: torch.Tensor, ids_keep: torch.Tensor, pos_embed: torch.Tensor | None) -> torch.Tensor:
+    return _triton().gather_rows(tokens, ids_keep, pos_embed)
 
 
-class _GatherPatches(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, imgs, ids_keep, patch_size):
-        ctx.save_for_backward(ids_keep)
-        ctx.img_shape, ctx.patch_size = imgs.shape, patch_size
-        return _triton().gather_patches_rows(imgs, ids_keep, patch_size)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
-        (ids_keep,) = ctx.saved_tensors
-        height, width = ctx.img_shape[-2:]
-        size = ctx.patch_size
-        grid = (height // size) * (width // size)
-        full = _triton().gather_rows_backward(grad, ids_keep, grid, grad.dtype)  # (B, L, C*p*p), zeros where masked
-        return rearrange(full, "b (h w) (c p q) -> b c (h p) (w q)", h=height // size, p=size, q=size), None, None
+@_gather_visible_op.register_fake
+def _(tokens, ids_keep, pos_embed):
+    dtype = tokens.dtype if pos_embed is None else torch.promote_types(tokens.dtype, pos_embed.dtype)
+    return tokens.new_empty((tokens.shape[0], ids_keep.shape[1], tokens.shape[2]), dtype=dtype)
 
 
-class _ScatterVisible(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, visible, ids_restore, mask_token, pos_embed, num_prefix):
-        ctx.save_for_backward(ids_restore)
-        ctx.visible_shape, ctx.visible_dtype, ctx.num_prefix = visible.shape, visible.dtype, num_prefix
-        ctx.mask_shape, ctx.mask_dtype, ctx.pos_dtype = mask_token.shape, mask_token.dtype, pos_embed.dtype
-        return _triton().scatter_rows(visible, ids_restore, mask_token, pos_embed, num_prefix)
+@torch.library.custom_op("smae::gather_patches", mutates_args=())
+def _gather_patches_op(imgs: torch.Tensor, ids_keep: torch.Tensor, patch_size: int) -> torch.Tensor:
+    return _triton().gather_patches_rows(imgs, ids_keep, patch_size)
 
-    @staticmethod
-    def backward(ctx, grad):
-        (ids_restore,) = ctx.saved_tensors
-        need_visible, _, need_mask, need_pos, _ = ctx.needs_input_grad
-        grad_visible = grad_mask = grad_pos = None
-        if need_visible or need_mask:
-            kept = ctx.visible_shape[1] - ctx.num_prefix
-            grad_visible, partials = _triton().scatter_rows_backward(
-                grad, ids_restore, kept, ctx.num_prefix, ctx.visible_dtype, store_visible=need_visible, reduce_mask=need_mask)
-            if need_mask:
-                grad_mask = partials.sum((0, 1)).to(ctx.mask_dtype).reshape(ctx.mask_shape)  # (B, R, D) partial sums
-        if need_pos:
-            grad_pos = grad.sum(0, dtype=torch.float32).to(ctx.pos_dtype)
-        return grad_visible, None, grad_mask, grad_pos, None
+
+@_gather_patches_op.register_fake
+def _(imgs, ids_keep, patch_size):
+    return imgs.new_empty((imgs.shape[0], ids_keep.shape[1], imgs.shape[1] * patch_size * patch_size))
+
+
+@torch.library.custom_op("smae::scatter_visible", mutates_args=())
+def _scatter_visible_op(visible: torch.Tensor, ids_restore: torch.Tensor, mask_token: torch.Tensor,
+                        pos_embed: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    return _triton().scatter_rows(visible, ids_restore, mask_token, pos_embed, num_prefix)
+
+
+@_scatter_visible_op.register_fake
+def _(visible, ids_restore, mask_token, pos_embed, num_prefix):
+    dtype = torch.promote_types(visible.dtype, pos_embed.dtype)
+    return visible.new_empty((visible.shape[0], num_prefix + ids_restore.shape[1], visible.shape[2]), dtype=dtype)
+
+
+# Backward ops, called by the autograd formulas below.
+@torch.library.custom_op("smae::gather_visible_backward", mutates_args=())
+def _gather_backward_op(grad: torch.Tensor, ids_keep: torch.Tensor, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """grad (B, K, D) -> (B, L, D) of `dtype`, each row added at its position, zeros elsewhere."""
+    return _triton().gather_rows_backward(grad, ids_keep, length, dtype)
+
+
+@_gather_backward_op.register_fake
+def _(grad, ids_keep, length, dtype):
+    return grad.new_empty((grad.shape[0], length, grad.shape[2]), dtype=dtype)
+
+
+@torch.library.custom_op("smae::scatter_visible_backward", mutates_args=())
+def _scatter_backward_op(grad: torch.Tensor, ids_restore: torch.Tensor, num_kept: int, num_prefix: int,
+                         visible_dtype: torch.dtype, store_visible: bool, reduce_mask: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad (B, P + L, D) -> grad_visible (B, P + K, D) of visible_dtype, grad_mask (D,) float32: the
+    sum of the rows that held the mask token (summed in a fixed order); each (0,) when not asked for."""
+    visible, partials = _triton().scatter_rows_backward(grad, ids_restore, num_kept, num_prefix, visible_dtype,
+                                                        store_visible=store_visible, reduce_mask=reduce_mask)
+    if visible is None:
+        visible = grad.new_empty(0, dtype=visible_dtype)
+    return visible, (grad.new_empty(0, dtype=torch.float32) if partials is None else partials.sum((0, 1)))
+
+
+@_scatter_backward_op.register_fake
+def _(grad, ids_restore, num_kept, num_prefix, visible_dtype, store_visible, reduce_mask):
+    batch, _, dim = grad.shape
+    visible = grad.new_empty((batch, num_prefix + num_kept, dim) if store_visible else (0,), dtype=visible_dtype)
+    return visible, grad.new_empty((dim,) if reduce_mask else (0,), dtype=torch.float32)
+
+
+# Autograd formulas.
+def _gather_visible_setup(ctx, inputs, output):
+    tokens, ids_keep, pos_embed = inputs
+    ctx.save_for_backward(ids_keep)
+    ctx.length, ctx.token_dtype = tokens.shape[1], tokens.dtype
+    ctx.pos_dtype = None if pos_embed is None else pos_embed.dtype
+
+
+def _gather_visible_backward(ctx, grad):
+    (ids_keep,) = ctx.saved_tensors
+    need_tokens, _, need_pos = ctx.needs_input_grad
+    if not (need_tokens or need_pos):
+        return None, None, None
+    # Summing over the batch gives the pos_embed gradient, so keep grad's dtype when it is needed.
+    dtype = grad.dtype if need_pos else ctx.token_dtype
+    full = _gather_backward_op(grad, ids_keep, ctx.length, dtype)  # (B, L, D)
+    grad_tokens = full.to(ctx.token_dtype) if need_tokens else None
+    grad_pos = full.sum(0, dtype=torch.float32).to(ctx.pos_dtype) if need_pos else None
+    return grad_tokens, None, grad_pos
+
+
+def _gather_patches_setup(ctx, inputs, output):
+    imgs, ids_keep, patch_size = inputs
+    ctx.save_for_backward(ids_keep)
+    ctx.img_shape, ctx.patch_size = imgs.shape, patch_size
+
+
+def _gather_patches_backward(ctx, grad):
+    if not ctx.needs_input_grad[0]:
+        return None, None, None
+    (ids_keep,) = ctx.saved_tensors
+    height, width = ctx.img_shape[-2:]
+    size = ctx.patch_size
+    full = _gather_backward_op(grad, ids_keep, (height // size) * (width // size), grad.dtype)  # (B, L, C*p*p)
+    return rearrange(full, "b (h w) (c p q) -> b c (h p) (w q)", h=height // size, p=size, q=size), None, None
+
+
+def _scatter_visible_setup(ctx, inputs, output):
+    visible, ids_restore, mask_token, pos_embed, num_prefix = inputs
+    ctx.save_for_backward(ids_restore)
+    ctx.num_kept, ctx.visible_dtype, ctx.num_prefix = visible.shape[1] - num_prefix, visible.dtype, num_prefix
+    ctx.mask_shape, ctx.mask_dtype, ctx.pos_dtype = mask_token.shape, mask_token.dtype, pos_embed.dtype
+
+
+def _scatter_visible_backward(ctx, grad):
+    (ids_restore,) = ctx.saved_tensors
+    need_visible, _, need_mask, need_pos, _ = ctx.needs_input_grad
+    grad_visible = grad_mask = grad_pos = None
+    if need_visible or need_mask:
+        visible, mask_sum = _scatter_backward_op(grad, ids_restore, ctx.num_kept, ctx.num_prefix, ctx.visible_dtype,
+                                                 need_visible, need_mask)
+        grad_visible = visible if need_visible else None
+        if need_mask:
+            grad_mask = mask_sum.to(ctx.mask_dtype).reshape(ctx.mask_shape)
+    if need_pos:
+        grad_pos = grad.sum(0, dtype=torch.float32).to(ctx.pos_dtype)
+    return grad_visible, None, grad_mask, grad_pos, None
+
+
+_gather_visible_op.register_autograd(_gather_visible_backward, setup_context=_gather_visible_setup)
+_gather_patches_op.register_autograd(_gather_patches_backward, setup_context=_gather_patches_setup)
+_scatter_visible_op.register_autograd(_scatter_visible_backward, setup_context=_scatter_visible_setup)
 
 
 def gather_visible(tokens: torch.Tensor, ids_keep: torch.Tensor, pos_embed: torch.Tensor | None = None) -> torch.Tensor:
     """Visible tokens plus their position embeddings; tokens (B, L, D), ids_keep (B, K) -> (B, K, D)."""
     _check_gather(tokens, ids_keep, pos_embed)
     if use_triton("gather_visible", _triton_reasons(ids_keep, tokens=tokens, pos_embed=pos_embed)):
-        return _GatherVisible.apply(tokens, ids_keep, pos_embed)
+        return _gather_visible_op(tokens, ids_keep, pos_embed)
     return gather_visible_reference(tokens, ids_keep, pos_embed)
 
 
@@ -188,7 +256,7 @@ def gather_patches(imgs: torch.Tensor, ids_keep: torch.Tensor, patch_size: int) 
     """Pixels of the kept patches: imgs (B, C, H, W), ids_keep (B, K) -> (B, K, C*p*p), (c, p, q) order."""
     _check_gather_patches(imgs, ids_keep, patch_size)
     if use_triton("gather_patches", _triton_reasons(ids_keep, imgs=imgs)):
-        return _GatherPatches.apply(imgs, ids_keep, patch_size)
+        return _gather_patches_op(imgs, ids_keep, patch_size)
     return gather_patches_reference(imgs, ids_keep, patch_size)
 
 
@@ -202,5 +270,5 @@ def scatter_visible(
     """Full decoder sequence: unshuffle, fill with mask_token, add pos_embed -> (B, P + L, D)."""
     _check_scatter(visible, ids_restore, mask_token, pos_embed, num_prefix)
     if use_triton("scatter_visible", _triton_reasons(ids_restore, visible=visible, mask_token=mask_token, pos_embed=pos_embed)):
-        return _ScatterVisible.apply(visible, ids_restore, mask_token, pos_embed, num_prefix)
+        return _scatter_visible_op(visible, ids_restore, mask_token, pos_embed, num_prefix)
     return scatter_visible_reference(visible, ids_restore, mask_token, pos_embed, num_prefix)

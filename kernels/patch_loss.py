@@ -13,6 +13,10 @@ N = p*p*3.
 Bytes (the Triton path, `patch_loss_triton.py`, imported on first use): forward reads pred and
 imgs once (plus the mask) and writes the gradient once, already computed; backward reads it
 and writes it scaled by the incoming gradient. About 5*N FLOPs per patch: memory-bound.
+
+The Triton path is the custom operator `torch.ops.smae.masked_patch_loss_sums` (fake and
+autograd registered), so `torch.compile` keeps it in one graph; the division by sum(mask) stays
+outside it, in plain PyTorch.
 """
 from __future__ import annotations
 
@@ -83,20 +87,33 @@ def _triton_reasons(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) 
     return reasons
 
 
-class _MaskedPatchLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, pred, imgs, mask, patch_size, norm_pix, eps, store_grad):
-        partials, grad = _triton().patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, store_grad=store_grad)
-        total = partials.sum(0)  # (2,): sum(err * mask), sum(mask), in a fixed order
-        if grad is not None:
-            # d loss / d pred = grad / (N * sum(mask)); the 1/(N * sum(mask)) waits for backward.
-            ctx.save_for_backward(grad, total[1] * pred.shape[-1])
-        return total[0] / total[1]
+@torch.library.custom_op("smae::masked_patch_loss_sums", mutates_args=())
+def _loss_sums_op(pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor, patch_size: int, norm_pix: bool,
+                  eps: float, store_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> sums (2,) float32 = [sum err * m, sum m] (a fixed-order reduction), and
+    g = 2 * m * (pred - target) (B, L, N) in pred's dtype, so d sums[0] / d pred = g / N; (0,) unless store_grad."""
+    partials, grad = _triton().patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, store_grad=store_grad)
+    return partials.sum(0), (pred.new_empty(0) if grad is None else grad)
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        grad, scale = ctx.saved_tensors
-        return grad * (grad_output / scale), None, None, None, None, None, None
+
+@_loss_sums_op.register_fake
+def _(pred, imgs, mask, patch_size, norm_pix, eps, store_grad):
+    return pred.new_empty(2, dtype=torch.float32), pred.new_empty(pred.shape if store_grad else (0,))
+
+
+def _loss_sums_setup(ctx, inputs, output):
+    _, grad = output
+    ctx.mark_non_differentiable(grad)
+    ctx.save_for_backward(grad)
+
+
+def _loss_sums_backward(ctx, grad_sums, _):
+    # Only sums[0] depends on pred; 1/sum(m) of the mean reaches here through grad_sums[0].
+    (grad,) = ctx.saved_tensors
+    return grad * (grad_sums[0] / grad.shape[-1]), None, None, None, None, None, None
+
+
+_loss_sums_op.register_autograd(_loss_sums_backward, setup_context=_loss_sums_setup)
 
 
 def masked_patch_loss(
@@ -112,5 +129,6 @@ def masked_patch_loss(
     _check_inputs(pred, imgs, mask, patch_size)
     if use_triton("masked_patch_loss", _triton_reasons(pred, imgs, mask)):
         store_grad = pred.requires_grad and torch.is_grad_enabled()  # else the kernel skips the gradient's store
-        return _MaskedPatchLoss.apply(pred, imgs, mask, patch_size, norm_pix, eps, store_grad)
+        sums, _ = _loss_sums_op(pred, imgs, mask, patch_size, norm_pix, eps, store_grad)
+        return sums[0] / sums[1]
     return masked_patch_loss_reference(pred, imgs, mask, patch_size=patch_size, norm_pix=norm_pix, eps=eps)

@@ -27,7 +27,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"CUDA: {torch.cuda.get_device_name(0) if cuda else 'not available'}")
     probe = torch.zeros(1, 1, 1, 8, device="cuda" if cuda else "cpu", dtype=torch.float16)
     reasons = backend.triton_device_reasons(probe)
-    print(f"kernels: SMAE_KERNELS={backend.get_backend()}; Triton {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
+    print(f"kernels: {_switch(backend.KERNELS)}; Triton {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
     reasons = xformers_reasons(probe, probe, probe)
-    print(f"attention: SMAE_ATTENTION={ATTENTION.get()}; xformers {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
+    print(f"attention: {_switch(ATTENTION)}; xformers {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
     return 0
+
+
+def _switch(switch) -> str:
+    """'SMAE_X=value', or the problem with a bad environment value (info reports, never crashes)."""
+    try:
+        return f"{switch.env_var}={switch.get()}"
+    except ValueError as error:
+        return f"error: {error}"

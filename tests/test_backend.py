@@ -1,4 +1,8 @@
 """The process-wide kernel backend switch."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -28,8 +32,22 @@ def test_env_var_sets_the_default(monkeypatch):
     monkeypatch.setenv("SMAE_TEST_SWITCH", "torch")
     assert backend.BackendSwitch("SMAE_TEST_SWITCH", ("auto", "torch")).get() == "torch"
     monkeypatch.setenv("SMAE_TEST_SWITCH", "bogus")
-    with pytest.raises(ValueError, match="SMAE_TEST_SWITCH"):
-        backend.BackendSwitch("SMAE_TEST_SWITCH", ("auto", "torch"))
+    switch = backend.BackendSwitch("SMAE_TEST_SWITCH", ("auto", "torch"))  # not checked before use
+    with pytest.raises(ValueError, match=r"SMAE_TEST_SWITCH='bogus' is not one of auto, torch"):
+        switch.get()
+
+
+@pytest.mark.slow  # two subprocesses that import torch
+def test_bad_switches_break_neither_info_nor_imports_and_stop_training_first(tmp_path):
+    env = {**os.environ, "SMAE_KERNELS": "bogus", "SMAE_ATTENTION": "flash"}
+    info = subprocess.run([sys.executable, "-m", "smae", "info"], env=env, capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr  # it imported smae.kernels and reports both
+    assert "error: SMAE_KERNELS='bogus' is not one of auto, triton, torch" in info.stdout
+    assert "error: SMAE_ATTENTION='flash' is not one of auto, xformers, sdpa, math" in info.stdout
+    pretrain = subprocess.run([sys.executable, "-m", "smae", "pretrain", "--preset", "tiny", "--data", str(tmp_path),
+                               "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True)
+    assert pretrain.returncode == 2 and pretrain.stderr.count("\n") == 1 and "SMAE_KERNELS='bogus'" in pretrain.stderr
+    assert not (tmp_path / "run").exists()  # stopped before writing anything
 
 
 def test_auto_falls_back_and_torch_never_uses_triton():

@@ -50,6 +50,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # optimizer steps between checkpoints (and one at the end)
     log_every: int = 20  # optimizer steps between lines of metrics.jsonl
     figure_pairs: int = 4  # pairs shown in the reconstruction figure at each checkpoint
+    compile: bool = False  # torch.compile the model (forward and backward); the first steps then compile
 
     def __post_init__(self) -> None:
         at_least = lambda low: (lambda v: v >= low, f"must be at least {low}")  # noqa: E731
@@ -128,7 +129,10 @@ def train_config_from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 # Fields that do not change what is computed: a resumed run may set them differently (another
 # machine may want other worker counts); any other difference would break the run's schedule.
-OPERATIONAL_FIELDS = ("num_workers", "checkpoint_every", "log_every", "figure_pairs")
+# `compile` keeps the recipe, data and schedule but not the bits: inductor sums in other orders
+# and draws the masks with its own generator (seeded the same way). Bitwise-identical resumes need
+# the same value; a resume on a machine without a compiler may turn it off.
+OPERATIONAL_FIELDS = ("num_workers", "checkpoint_every", "log_every", "figure_pairs", "compile")
 
 
 def config_differences(a: TrainConfig, b: TrainConfig, prefix: str = "", ignore: tuple[str, ...] = ()) -> list[str]:

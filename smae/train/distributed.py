@@ -58,6 +58,14 @@ def all_reduce_mean(value: torch.Tensor, world_size: int) -> torch.Tensor:
     return value
 
 
+def all_reduce_min_int(value: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Element-wise minimum over processes of an integer tensor (the tensor itself for one process)."""
+    if world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value
+
+
 def all_reduce_sum_int(value: int, device: torch.device, world_size: int) -> int:
     if world_size == 1:
         return value

@@ -2,16 +2,20 @@
 without gradient accumulation, fresh or resumed). The run folder is described in run_folder.py.
 
 A step: set the step's learning rate; for each of `accum_steps` micro-batches, forward with the
-micro-batch's own mask generator and backward (DDP all-reduces on the last one only); check the
-loss is finite (else stop before touching the weights); clip; AdamW step.
+micro-batch's own mask seed and backward (DDP all-reduces on the last one only); clip; fused
+AdamW step, skipped on the device when the loss or the gradients are not finite.
+
+Nothing in a step waits for the device: the loss stays a device tensor summed over the log window
+and the NaN / inf record stays on the device (divergence.py); both are read back, and the loss
+all-reduced, at log and checkpoint steps only, as nanoGPT does. `compile=true` runs the model
+(forward and backward) through `torch.compile`.
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import random
 import sys
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,23 +28,20 @@ from tqdm import tqdm
 from smae.config import to_dict
 from smae.data.pairs import FramePairDataset, PairKey, collate_pairs, open_pair_dataset, pair_batch_to_device
 from smae.data.transforms import PairAugment
-from smae.models import SiamMAE
 from smae.progress import progress_bar
-
 from smae.atomic import write_json_atomic
+from smae.kernels import check_switches
+from smae.models import SiamMAE
 
 from .checkpoint import CHECKPOINT_NAME, rng_state, save_atomic, set_rng_state
 from .config import TrainConfig
-from .distributed import DistContext, StepBatchSampler, all_reduce_mean, all_reduce_sum_int, gather_objects, init_distributed, micro_batch_seed
+from .distributed import DistContext, StepBatchSampler, all_reduce_sum_int, gather_objects, init_distributed, micro_batch_seed
+from .divergence import Divergence, DivergenceWatch, TrainingDiverged, non_finite_entries
 from .figure import save_reconstruction_figure
 from .optim import build_optimizer, effective_lr, lr_at, set_lr, step_plan
-from .run_folder import METRICS_NAME, MetricsWindow, append_metrics, checkpoint_to_resume, last_logged_loss, truncate_metrics
+from .run_folder import METRICS_NAME, MetricsWindow, append_metrics, checkpoint_to_resume, rewrite_metrics
 
 FIGURE_SEED = 1234  # masks of the figure: the same at every checkpoint, so figures compare
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the model was not updated with it."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,11 @@ class Session:
     config: TrainConfig
     context: DistContext
     model: SiamMAE
-    network: torch.nn.Module  # the model, or its DDP wrapper
+    network: torch.nn.Module  # the model, or its DDP wrapper; compiled when config.compile
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     dtype: torch.dtype | None  # autocast dtype; None: float32
+    watch: DivergenceWatch
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -86,9 +88,11 @@ def train(config: TrainConfig, data: str | Path, out_dir: str | Path, *, preset:
           resume: bool = False, progress: bool = True) -> RunResult:
     """Pre-trains SiamMAE on the videos under `data` into the run folder `out_dir`.
 
-    Raises TrainingDiverged on a NaN / inf loss (the last checkpoint stays as it was),
-    FileExistsError if `out_dir` holds a run and `resume` is False.
+    Raises TrainingDiverged on a NaN / inf loss, gradient or weight (the last checkpoint, all
+    finite, stays as it was), FileExistsError if `out_dir` holds a run and `resume` is False,
+    ValueError on a bad SMAE_KERNELS / SMAE_ATTENTION before anything is written.
     """
+    check_switches()
     context, created_group = init_distributed()
     threads = torch.get_num_threads()
     if context.device.type == "cpu":
@@ -126,7 +130,9 @@ def _start_session(config: TrainConfig, context: DistContext, checkpoint: dict |
     network = model
     if context.world_size > 1:
         network = DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
-    return Session(config, context, model, network, optimizer, scaler, dtype), step
+    if config.compile:
+        network = torch.compile(network)
+    return Session(config, context, model, network, optimizer, scaler, dtype, DivergenceWatch(context.device)), step
 
 
 def _figure_batch(dataset: FramePairDataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,9 +146,24 @@ def _figure_batch(dataset: FramePairDataset, count: int) -> tuple[torch.Tensor, 
     return f1[:count], f2[:count]
 
 
-def optimizer_step(session: Session, batches, step: int, on_skipped) -> float:
-    """One optimizer step over `accum_steps` micro-batches; the loss averaged over all ranks.
-    Raises TrainingDiverged, before any weight changes, if that loss is not finite."""
+@contextlib.contextmanager
+def mask_seed(device: torch.device, seed: int):
+    """The device's default generator seeded with `seed` inside the block, restored after. The
+    masks draw from it (generator=None): torch.compile cannot trace a torch.Generator argument,
+    and a seeded default generator gives the same masks as Generator(device).manual_seed(seed)."""
+    generator = torch.cuda.default_generators[device.index or 0] if device.type == "cuda" else torch.default_generator
+    saved = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(saved)
+
+
+def optimizer_step(session: Session, batches, step: int, on_skipped) -> torch.Tensor:
+    """One optimizer step over `accum_steps` micro-batches; returns this process's loss, a
+    0-dim device tensor (not read back: no host sync here). The update is skipped on the device
+    when the loss or the gradients are not finite (see divergence.py)."""
     config, context = session.config, session.context
     loss_sum = torch.zeros((), device=context.device)
     for micro in range(config.accum_steps):
@@ -150,24 +171,33 @@ def optimizer_step(session: Session, batches, step: int, on_skipped) -> float:
         on_skipped(batch["skipped"])
         f1, f2 = pair_batch_to_device(batch, context.device)
         seed = micro_batch_seed(config.seed, step, context.rank * config.accum_steps + micro)
-        generator = torch.Generator(device=context.device).manual_seed(seed)
         # DDP all-reduces the gradients once per step: on the last micro-batch.
         syncing = context.world_size == 1 or micro == config.accum_steps - 1
-        with nullcontext() if syncing else session.network.no_sync():
+        with contextlib.nullcontext() if syncing else session.network.no_sync(), mask_seed(context.device, seed):
             with torch.autocast(context.device.type, dtype=session.dtype or torch.float32, enabled=session.dtype is not None):
-                loss, _, _ = session.network(f1, f2, generator=generator)
+                loss, _, _ = session.network(f1, f2)
             session.scaler.scale(loss / config.accum_steps).backward()
         loss_sum += loss.detach().float()
-    step_loss = all_reduce_mean(loss_sum / config.accum_steps, context.world_size).item()
-    if not math.isfinite(step_loss):
-        session.optimizer.zero_grad(set_to_none=True)
-        raise TrainingDiverged(f"loss is {step_loss} at step {step + 1}")
-    if config.clip_grad is not None:
-        session.scaler.unscale_(session.optimizer)
-        torch.nn.utils.clip_grad_norm_(session.model.parameters(), config.clip_grad)
-    session.scaler.step(session.optimizer)
-    session.scaler.update()
+    step_loss = loss_sum / config.accum_steps
+    params = [p for group in session.optimizer.param_groups for p in group["params"]]
+    if session.scaler.is_enabled():  # fp16: the scaler skips overflowed steps itself
+        if config.clip_grad is not None:
+            session.scaler.unscale_(session.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+        session.watch.skip_update(step_loss, None)  # records the loss; overflowed gradients are no divergence
+        session.scaler.step(session.optimizer)
+        session.scaler.update()
+    else:
+        skip = session.watch.skip_update(step_loss, [p.grad for p in params if p.grad is not None])
+        if config.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+        if session.optimizer.defaults.get("fused"):
+            session.optimizer.found_inf = skip  # read by the fused step: no update where it is 1
+        session.optimizer.step()
+        session.optimizer.__dict__.pop("found_inf", None)
     session.optimizer.zero_grad(set_to_none=True)
+    moments = [t for state in session.optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    session.watch.after_update(step + 1, params + moments)
     return step_loss
 
 
@@ -185,6 +215,15 @@ class SkipLog:
                 tqdm.write(f"warning: skipping video: {reason}", file=sys.stderr)
 
 
+def _diverged(divergence: Divergence, config: TrainConfig, plan, peak_lr: float, now: int, kept: Path,
+              kept_step: int | None) -> TrainingDiverged:
+    lr = lr_at(divergence.step - 1, peak_lr, plan.total_steps, plan.warmup_steps, config.min_lr)
+    state = (f"the last checkpoint, {kept} (step {kept_step}), holds only finite tensors and is kept"
+             if kept_step is not None else "no checkpoint was written")
+    return TrainingDiverged(f"{divergence.describe()} (lr {lr:.3g}; seen at step {now}); {state}. "
+                            f"Try a lower base_lr, clip_grad or precision=fp32.")
+
+
 def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool, progress: bool,
            context: DistContext) -> RunResult:
     checkpoint = checkpoint_to_resume(out, resume, config)
@@ -194,7 +233,9 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
                      config.epochs, config.warmup_epochs)
     peak_lr = effective_lr(config.base_lr, config.batch_size)
     session, step = _start_session(config, context, checkpoint)
+    kept, kept_step = out / CHECKPOINT_NAME, (step if checkpoint is not None else None)
 
+    last_loss = float("nan")
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
         figure_pairs = [t.to(context.device) for t in _figure_batch(dataset, config.figure_pairs)]
@@ -202,8 +243,9 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
             "preset": preset, "config": to_dict(config), "data": str(data), "world_size": context.world_size,
             "derived": {"peak_lr": peak_lr, "videos": len(dataset), **plan._asdict()},
         })
-        if checkpoint is not None:
-            truncate_metrics(out / METRICS_NAME, step)
+        # Lines past the checkpoint (or, fresh, of an earlier run killed before its first one) go.
+        logged = rewrite_metrics(out / METRICS_NAME, step)
+        last_loss = logged[-1]["loss"] if logged else last_loss
 
     sampler = StepBatchSampler(len(dataset), plan.videos_per_micro_batch, config.accum_steps, context.world_size,
                                context.rank, config.seed, step, plan.total_steps)
@@ -212,34 +254,46 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
     bar = progress_bar(total=plan.total_steps, initial=step, unit="step", disable=not (progress and context.is_main),
                        dynamic_ncols=True)
     skips, window = SkipLog(), MetricsWindow()
-    last_loss, figure = last_logged_loss(out), None
+    figure = None
     while step < plan.total_steps:
         lr = lr_at(step, peak_lr, plan.total_steps, plan.warmup_steps, config.min_lr)
         set_lr(session.optimizer, lr)
-        try:
-            window.add(optimizer_step(session, batches, step, skips))
-        except TrainingDiverged as error:
-            kept = out / CHECKPOINT_NAME
-            state = f"the last good checkpoint {kept} is intact" if kept.exists() else "no checkpoint was written yet"
-            raise TrainingDiverged(f"{error} (lr {lr:.3g}); stopped before updating the model, {state}. "
-                                   f"Try a lower base_lr, clip_grad or precision=fp32.") from None
+        window.add(optimizer_step(session, batches, step, skips))
         step += 1
         bar.update(1)
-        if step % config.log_every == 0 or step == plan.total_steps:
+        logging = step % config.log_every == 0 or step == plan.total_steps
+        saving = step % config.checkpoint_every == 0 or step == plan.total_steps
+        if not (logging or saving):
+            continue
+        divergence = session.watch.check(context.world_size)  # the one host sync, all ranks
+        if divergence is not None:
+            raise _diverged(divergence, config, plan, peak_lr, step, kept, kept_step)
+        if logging:
             skipped = all_reduce_sum_int(skips.count, context.device, context.world_size)
-            line = window.record(step, step * config.repeats / plan.steps_per_pass, lr, config.batch_size, skipped)
+            line = window.record(step, step * config.repeats / plan.steps_per_pass, lr, config.batch_size, skipped,
+                                 context.world_size)
             last_loss = line["loss"]
             bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", pairs_s=f"{line['pairs_per_s']:.0f}")
             if context.is_main:
                 append_metrics(out, line)
-        if step % config.checkpoint_every == 0 or step == plan.total_steps:
+        if saving:
             rng_states = gather_objects(rng_state(), context.world_size)  # a collective: all ranks call it
+            state = {"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
+                     "scaler": session.scaler.state_dict(), "step": step, "config": to_dict(config),
+                     "preset": preset, "rng": rng_states}
+            # Every rank checks (the states are replicas), so all stop together. Catches e.g.
+            # AdamW's second moment overflowing while the weights stay finite.
+            bad = non_finite_entries({"model": state["model"], "optimizer": state["optimizer"]["state"]})
+            if bad:
+                raise TrainingDiverged(f"step {step}: {len(bad)} tensors of the state are not finite "
+                                       f"({', '.join(bad[:3])}); not saved, "
+                                       + (f"the last checkpoint, {kept} (step {kept_step}), is kept" if kept_step is not None
+                                          else "no checkpoint was written") + ". Try a lower base_lr, clip_grad or precision=fp32.")
             if context.is_main:
-                save_atomic({"model": session.model.state_dict(), "optimizer": session.optimizer.state_dict(),
-                             "scaler": session.scaler.state_dict(), "step": step, "config": to_dict(config),
-                             "preset": preset, "rng": rng_states}, out / CHECKPOINT_NAME)
+                save_atomic(state, kept)
                 figure = save_reconstruction_figure(out / "figures" / f"step-{step:07d}.png", session.model,
                                                     *figure_pairs, torch.Generator(device=context.device).manual_seed(FIGURE_SEED))
+            kept_step = step
     bar.close()
     skipped = all_reduce_sum_int(skips.count, context.device, context.world_size)
     if skipped and context.is_main:

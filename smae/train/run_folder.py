@@ -9,13 +9,18 @@ Only rank 0 writes here.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
+import torch
+
 from smae.atomic import write_text_atomic
+from smae.errors import UserError
 
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OPERATIONAL_FIELDS, TrainConfig, config_differences, train_config_from_dict
+from .distributed import all_reduce_mean
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -42,41 +47,59 @@ def checkpoint_to_resume(out: Path, resume: bool, config: TrainConfig) -> dict |
     return checkpoint
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume: drop the lines the interrupted session logged after its last checkpoint."""
-    if path.exists():
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["step"] <= last_step]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+def rewrite_metrics(path: Path, last_step: int) -> list[dict]:
+    """Keeps the lines of steps <= last_step (the checkpoint's step; 0 for a fresh run) and returns
+    them, so no step is logged twice after a resume or a restart. A torn last line (a kill while
+    it was written) is dropped with a warning; any other unreadable line is a UserError."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            step = entry["step"]
+        except (ValueError, KeyError, TypeError) as error:
+            if number == len(lines):
+                print(f"warning: {path}: dropping its torn last line (the run was killed while writing it)",
+                      file=sys.stderr)
+                break
+            raise UserError(f"{path}: line {number} is not a metrics line ({error}); "
+                            f"move the file away to start its log afresh") from None
+        if step <= last_step:
+            kept.append(entry)
+    write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in kept))
+    return kept
 
 
 class MetricsWindow:
-    """Losses and timing since the last log line."""
+    """Losses and timing since the last log line; the losses stay on the device until logged."""
 
     def __init__(self):
         self.reset()
 
     def reset(self) -> None:
-        self.losses: list[float] = []
+        self.losses: list[torch.Tensor] = []
         self.start = time.perf_counter()
 
-    def add(self, loss: float) -> None:
+    def add(self, loss: torch.Tensor) -> None:
+        """This process's loss of one step (a 0-dim device tensor; not read back)."""
         self.losses.append(loss)
 
-    def record(self, step: int, epoch: float, lr: float, batch_size: int, skipped: int) -> dict:
-        """The log line of the window (mean loss, global pairs per second), and a new window."""
+    def record(self, step: int, epoch: float, lr: float, batch_size: int, skipped: int, world_size: int) -> dict:
+        """The log line of the window (mean loss over steps and processes, global pairs per
+        second), and a new window. Reads the losses back: a host sync and, with several
+        processes, an all-reduce, once per log line. Each step's loss is averaged over the
+        processes in float32 first, as one process accumulating their micro-batches does."""
+        per_step = all_reduce_mean(torch.stack(self.losses), world_size).tolist()
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        line = {"step": step, "epoch": round(epoch, 4), "loss": sum(self.losses) / len(self.losses), "lr": lr,
-                "pairs_per_s": round(len(self.losses) * batch_size / elapsed, 2), "skipped_videos": skipped}
+        line = {"step": step, "epoch": round(epoch, 4), "loss": sum(per_step) / len(per_step), "lr": lr,
+                "pairs_per_s": round(len(per_step) * batch_size / elapsed, 2), "skipped_videos": skipped}
         self.reset()
         return line
-
-
-def last_logged_loss(out: Path) -> float:
-    """The loss of the last line of metrics.jsonl (NaN if none)."""
-    path = out / METRICS_NAME
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return json.loads(lines[-1])["loss"] if lines else float("nan")
 
 
 def append_metrics(out: Path, line: dict) -> None:
