@@ -148,11 +148,29 @@ def attention_section(plan: Plan, deadline: float) -> dict:
     return {"backends": list(BACKENDS), "cases": cases, "ok": ok}
 
 
+# What `auto` chooses between (smae.kernels.attention_table.MEASURED_BACKENDS), and the measured
+# backend that stands for each: `backend="sdpa"` runs PyTorch's own SDPA choice.
+AUTO_CANDIDATES = {"sdpa": "sdpa-auto", "xformers": "xformers"}
+AUTO_PASS = "forward+backward"  # training dominates attention time; the table has no pass axis
+
+
 def auto_table(section: dict, environment: dict) -> dict:
-    """What the attention `auto` table reads: per case and pass, the shapes and each backend's
-    median milliseconds, and the winner."""
-    return {
-        "device": environment.get("gpu"), "torch": environment.get("torch"), "xformers": environment.get("xformers"),
-        "cases": {name: {key: value for key, value in case.items() if key in ("q_shape", "kv_shape", "dtype", *PASSES)}
-                  for name, case in section["cases"].items() if "error" not in case},
-    }
+    """`attention.json`: per case and pass, the shapes and each backend's median milliseconds and
+    winner; under "table", the rows of `smae.kernels.attention_table` for this device (each
+    candidate's forward+backward seconds, where it passed its check), which
+    `bench/render_record.py --attention` installs as kernels/attention_table.json."""
+    from smae.kernels.attention_table import record_timings
+
+    cases = {name: {key: value for key, value in case.items() if key in ("q_shape", "kv_shape", "dtype", *PASSES)}
+             for name, case in section["cases"].items() if "error" not in case}
+    table, device = {}, environment.get("gpu") or "unknown device"
+    for name, case in section["cases"].items():
+        if "error" in case:
+            continue
+        seconds = {candidate: case[AUTO_PASS]["ms"][measured] / 1e3 for candidate, measured in AUTO_CANDIDATES.items()
+                   if measured in case[AUTO_PASS]["ms"] and case["checks"][measured]["ok"]}
+        if seconds:
+            batch, queries, heads, head_dim = case["q_shape"]
+            table = record_timings(table, device, case["dtype"], head_dim, queries, case["kv_shape"][1], seconds)
+    return {"device": environment.get("gpu"), "torch": environment.get("torch"),
+            "xformers": environment.get("xformers"), "cases": cases, "table": table}

@@ -176,7 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/render_record.py", description=__doc__.splitlines()[0])
     parser.add_argument("record", type=Path, help="a record.json written by bench/device_record.py")
     parser.add_argument("--write", type=Path, help="a README whose marked block gets the table")
+    parser.add_argument("--attention", type=Path,
+                        help="an attention.json of the same record: its measured rows become kernels/attention_table.json")
     args = parser.parse_args(argv)
+    if args.attention is not None:
+        from smae.kernels.attention_table import TABLE_PATH, load_table, save_table
+
+        try:
+            rows = json.loads(args.attention.read_text())["table"]
+        except (OSError, json.JSONDecodeError, KeyError) as error:
+            print(f"{args.attention}: no measured attention table ({error!r}); pass the attention.json of the record", file=sys.stderr)
+            return 2
+        save_table({**load_table(), **rows})  # other devices' rows stay
+        print(f"{TABLE_PATH}: {sum(len(r) for r in rows.values())} measured cases for {', '.join(rows)}")
     try:
         record = json.loads(args.record.read_text())
     except (OSError, json.JSONDecodeError) as error:

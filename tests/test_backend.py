@@ -44,7 +44,9 @@ def test_bad_switches_break_neither_info_nor_imports_and_stop_training_first(tmp
     assert info.returncode == 0, info.stderr  # it imported smae.kernels and reports both
     assert "error: SMAE_KERNELS='bogus' is not one of auto, triton, torch" in info.stdout
     assert "error: SMAE_ATTENTION='flash' is not one of auto, xformers, sdpa, math" in info.stdout
-    pretrain = subprocess.run([sys.executable, "-m", "smae", "pretrain", "--preset", "tiny", "--data", str(tmp_path),
+    data = tmp_path / "videos"
+    data.mkdir()
+    pretrain = subprocess.run([sys.executable, "-m", "smae", "pretrain", "--preset", "tiny", "--data", str(data),
                                "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True)
     assert pretrain.returncode == 2 and pretrain.stderr.count("\n") == 1 and "SMAE_KERNELS='bogus'" in pretrain.stderr
     assert not (tmp_path / "run").exists()  # stopped before writing anything

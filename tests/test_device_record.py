@@ -64,6 +64,8 @@ def test_dry_run_leaves_every_sections_output(dry_run):
     attention = json.loads((out / "attention.json").read_text())
     for case in attention["cases"].values():
         assert case["forward"]["winner"] in case["forward"]["ms"] and case["forward+backward"]["winner"]
+    (rows,) = attention["table"].values()  # the rows `auto` reads, for this one device
+    assert len(rows) == len(attention["cases"]) and all(row["best"] in row["seconds"] for row in rows)
 
     files = results["benchmarks"]["files"]
     assert sorted(files) == ["bench_loss.py", "bench_masking.py", "bench_propagation.py", "bench_train_step.py"]
