@@ -232,18 +232,18 @@ def propagate_labels(
     radius: float | None = None,
     window: str = "circle",
     global_frames: int = 1,
-    allow_tf32: bool = False,
 ) -> torch.Tensor:
     """Top-k label propagation; query (N, C), keys (T, N, C), labels (T, N, K) -> (N, K) float32.
 
-    `allow_tf32` lets the Triton kernel multiply fp32 features in TF32 on tensor cores (the
-    reference always computes in fp32). Not differentiable: an evaluation op.
+    The Triton path picks candidates with tensor-core products and re-scores them in fp32
+    (propagation_triton.py says when that equals the reference). Not differentiable: an
+    evaluation op.
     """
     _check_inputs(query, keys, labels, grid, topk, temperature, radius, window, global_frames)
     if use_triton("propagate_labels", _triton_reasons(query, keys, labels, topk)):
         from .propagation_triton import propagate_labels_triton
 
         return propagate_labels_triton(query, keys, labels, grid=grid, topk=topk, temperature=temperature, radius=radius,
-                                       window=window, global_frames=global_frames, allow_tf32=allow_tf32)
+                                       window=window, global_frames=global_frames)
     return propagate_labels_reference(query, keys, labels, grid=grid, topk=topk, temperature=temperature,
                                       radius=radius, window=window, global_frames=global_frames)

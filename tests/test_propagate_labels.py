@@ -201,20 +201,16 @@ def test_triton_non_contiguous_and_half_labels(device):
 
 @pytest.mark.skipif(not ON_GPU, reason="DAVIS-size shapes are too slow for the Triton interpreter")
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("allow_tf32", [False, True])
-def test_triton_matches_reference_at_davis_size(dtype, allow_tf32, device):
-    if allow_tf32 and dtype != torch.float32:
-        pytest.skip("allow_tf32 only concerns fp32 features")
+def test_triton_matches_reference_at_davis_size(dtype, device):
     grid = (30, 55)  # ViT-S/16 at 480x880
     query, keys, labels = random_inputs(grid, 21, channels=384, classes=8, dtype=dtype, device=device, seed=1)
     args = dict(grid=grid, topk=7, temperature=0.7, radius=20, window="circle", global_frames=1)
     with use_backend("triton"):
-        actual = propagate_labels(query, keys, labels, **args, allow_tf32=allow_tf32)
+        actual = propagate_labels(query, keys, labels, **args)
     expected = propagate_labels_reference(query, keys, labels, **args)
-    # TF32 scores (10-bit mantissa) can swap near-tied neighbours; a swap moves the output by
-    # about the weight of a top-7 pick times a label difference, so only a loose bound holds.
-    tolerance = dict(atol=2e-2, rtol=0) if allow_tf32 else dict(atol=1e-4, rtol=0)
-    torch.testing.assert_close(actual, expected, **tolerance)
+    # The kept top-k is re-scored in fp32, so only a true top-k key that fell out of the fast
+    # candidates (more than MARGIN near-ties) could move the output; none should at this size.
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
 
 
 UNSUPPORTED = [
@@ -240,14 +236,14 @@ def test_forced_triton_lists_why_it_cannot_run(reason, change, device):
                                    propagate_labels_reference(query, keys, labels, **args))
 
 
-@pytest.mark.parametrize("query_tile", [(4, 8), (4, 4)])
-def test_triton_smaller_query_tiles(query_tile, device):
-    """The tiles the launcher picks on GPUs with many processors (the interpreter uses 8x8)."""
+@pytest.mark.parametrize("splits,radius,global_frames", [(2, None, 1), (3, 3, 1), (8, 2.5, 0)])
+def test_triton_split_walks_merge_to_the_same_result(splits, radius, global_frames, device):
+    """The key walk split over programs (as on a GPU with many processors) and merged after."""
     from smae.kernels.propagation_triton import propagate_labels_triton
 
-    grid = (7, 10)
-    query, keys, labels = random_inputs(grid, 2, channels=16, classes=3, device=device, seed=4)
-    args = dict(grid=grid, topk=6, temperature=0.1, radius=3, window="circle", global_frames=1)
-    actual = propagate_labels_triton(query, keys, labels, **args, allow_tf32=False, query_tile=query_tile)
+    grid = (9, 18)  # 2 x 3 query tiles; splits that divide the work list unevenly (8: some get none)
+    query, keys, labels = random_inputs(grid, 2, channels=24, classes=3, device=device, seed=4)
+    args = dict(grid=grid, topk=6, temperature=0.1, radius=radius, window="circle", global_frames=global_frames)
+    actual = propagate_labels_triton(query, keys, labels, **args, splits=splits)
     torch.testing.assert_close(actual.cpu(), dense_propagation(query.cpu(), keys.cpu(), labels.cpu(), **args).float(),
                                **OUTPUT_TOLERANCE[torch.float32])
