@@ -96,7 +96,8 @@ class _MaskedPatchLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         grad, scale = ctx.saved_tensors
-        return grad * (grad_output / scale), None, None, None, None, None, None
+        # Scaled in place, as Liger-Kernel does: the forward's buffer becomes pred's gradient.
+        return grad.mul_(grad_output / scale), None, None, None, None, None, None
 
 
 def masked_patch_loss(
