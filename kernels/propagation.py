@@ -20,8 +20,9 @@ of query cells and multiply a local frame only over the box of key cells within 
 tile (~0.3 of the grid at this size), never holding more than one tile's affinity:
 - `propagate_labels_reference` (here): tile x group-of-frames chunks within a memory budget,
   a masked matmul and `topk` per chunk, merged into a running top-k per query;
-- the fused Triton kernel (propagation_triton.py): the same walk in registers, the affinity
-  never written to memory, key tiles outside the disk skipped as well.
+- the fused Triton kernels (propagation_triton.py): the same walk with the query tile resident,
+  split over programs, candidates scored on tensor cores and re-scored in fp32; only per-query
+  candidate lists are written, never the affinity; key tiles outside the disk skipped as well.
 Labels move at most T * N * K elements, the output N * K.
 """
 from __future__ import annotations
@@ -191,10 +192,12 @@ def _check_inputs(query, keys, labels, grid, topk, temperature, radius, window, 
 
 
 FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# What the fused kernel is built and tested for: the running top-k is a (Q, TOPK) register
-# tile and the output a (Q, K) one; C is walked in chunks, so its limit is only the tested one.
+# What the fused kernels are built and tested for: the running candidates are a (64, CAND)
+# register tile, CAND = next_pow2(topk + 8) <= 64, and the output a (Q, K) one. The query tile
+# (64 x C, fp16) stays resident: at sm_90, C = 384 fits 2-3 programs per SM, C = 768 one
+# (228 registers, 128 KiB shared), C = 1024 spills (tests/sm90_budget.py, Triton 3.9).
 MAX_TOPK = 32
-MAX_CHANNELS = 1024
+MAX_CHANNELS = 768
 MAX_CLASSES = 64
 
 

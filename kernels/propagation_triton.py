@@ -228,7 +228,7 @@ def _rescore_kernel(
 QUERY_TILE = (8, 8)  # 64 query cells: the M of one Hopper warpgroup MMA (wgmma needs M = 64)
 KEY_TILE = (2, 16)  # 32 key cells: 2 grid rows of 16 (a window row is ~2 * radius wide)
 MARGIN = 8  # extra fast-score candidates kept per query beyond topk (at least; CAND is a power of 2)
-MAX_SPLITS = 8  # the merge holds SPLITS_PAD * CAND candidates per query
+MAX_SPLITS = 16  # the merge holds SPLITS_PAD * CAND candidates per query
 MIN_UNITS_PER_SPLIT = 16  # fewer key tiles per program and the launch costs more than it spreads
 # The re-score gathers (BLOCK_Q, CAND, RESCORE_CHANNELS) key values per step: 2048, 16 a thread
 # (twice that spilled 8 bytes under Triton 3.6 at 60x110, tests/sm90_budget.py).
