@@ -180,14 +180,17 @@ def _rescore_kernel(
 
     # Best CAND of the union by fast score (a split's list is already its best CAND).
     slot = tl.arange(0, CAND)
-    fast_s = tl.full((BLOCK_Q, CAND), float("-inf"), tl.float32)
-    fast_i = tl.zeros((BLOCK_Q, CAND), tl.int32)
-    for r in range(CAND):
-        top = tl.max(all_s, axis=1)
-        picked = lane[None, :] == tl.argmax(all_s, axis=1)[:, None]
-        fast_s = tl.where(slot[None, :] == r, top[:, None], fast_s)
-        fast_i = tl.where(slot[None, :] == r, tl.sum(tl.where(picked, all_i, 0), axis=1)[:, None], fast_i)
-        all_s = tl.where(picked, float("-inf"), all_s)
+    if SPLITS_PAD == 1:
+        fast_s, fast_i = all_s, all_i
+    else:
+        fast_s = tl.full((BLOCK_Q, CAND), float("-inf"), tl.float32)
+        fast_i = tl.zeros((BLOCK_Q, CAND), tl.int32)
+        for r in range(CAND):
+            top = tl.max(all_s, axis=1)
+            picked = lane[None, :] == tl.argmax(all_s, axis=1)[:, None]
+            fast_s = tl.where(slot[None, :] == r, top[:, None], fast_s)
+            fast_i = tl.where(slot[None, :] == r, tl.sum(tl.where(picked, all_i, 0), axis=1)[:, None], fast_i)
+            all_s = tl.where(picked, float("-inf"), all_s)
 
     # Re-score those keys in fp32 from the caller's features.
     real = fast_s > float("-inf")  # slots with no allowed key stay out
@@ -233,6 +236,7 @@ MIN_UNITS_PER_SPLIT = 16  # fewer key tiles per program and the launch costs mor
 # The re-score gathers (BLOCK_Q, CAND, RESCORE_CHANNELS) key values per step: 2048, 16 a thread
 # (twice that spilled 8 bytes under Triton 3.6 at 60x110, tests/sm90_budget.py).
 RESCORE_QUERIES_X_CAND = 128
+INTERPRETER_BLOCK_Q = 64  # the interpreter pays per op, not per element: fewest programs is fastest
 RESCORE_CHANNELS = 16
 
 
@@ -311,7 +315,7 @@ def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, rad
         num_stages=2,
     )
     out = torch.empty(n, classes, dtype=torch.float32, device=query.device)
-    block_q = max(1, RESCORE_QUERIES_X_CAND // cand)
+    block_q = max(1, RESCORE_QUERIES_X_CAND // cand) if query.device.type == "cuda" else INTERPRETER_BLOCK_Q
     _rescore_kernel[(triton.cdiv(n, block_q),)](
         query, keys, labels, cand_score, cand_index, out,
         n, channels, classes, splits, 1.0 / temperature,
