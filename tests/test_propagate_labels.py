@@ -7,7 +7,9 @@ from smae.kernels import BackendUnavailable, propagate_labels, propagate_labels_
 from kernel_cases import KERNEL_DTYPES, ON_GPU
 
 # Output tolerances, each from the problem: the output is a convex combination of labels in
-# [0, 1], so an absolute error bound is the meaningful one.
+# [0, 1], so an absolute error bound is the meaningful one. The Triton path picks candidates with
+# fp16 / bf16 products but re-scores the kept ones in fp32, so it is held to the same bounds: a
+# swap of two picks (what a low-precision top-k would cause) moves the output by ~1e-2.
 OUTPUT_TOLERANCE = {
     # fp32 scores differ from the float64 ones by ~1e-7; softmax and the label sum keep that scale.
     torch.float32: dict(atol=2e-5, rtol=0),
@@ -234,6 +236,26 @@ def test_forced_triton_lists_why_it_cannot_run(reason, change, device):
     with use_backend("auto"):  # auto falls back to the reference instead
         torch.testing.assert_close(propagate_labels(query, keys, labels, **args),
                                    propagate_labels_reference(query, keys, labels, **args))
+
+
+def test_triton_rescore_orders_keys_fp16_cannot_tell_apart(device):
+    """12 keys whose scores differ by 2e-5, below fp16's resolution at 0.9 (4.9e-4): the fast
+    products tie, the fp32 re-score must still rank them as the float64 reference does."""
+    grid, channels, topk = (4, 4), 16, 5
+    n = grid[0] * grid[1]
+    query = torch.zeros(n, channels)
+    query[:, 0] = 1.0
+    close = 0.9 + 2e-5 * torch.arange(12, dtype=torch.float64)
+    first = torch.cat([close, torch.full((n * 2 - 12,), 0.5, dtype=torch.float64)])[torch.randperm(2 * n, generator=torch.Generator().manual_seed(0))]
+    keys = torch.zeros(2 * n, channels, dtype=torch.float64)
+    keys[:, 0], keys[:, 1] = first, (1 - first**2).sqrt()
+    keys = keys.float().reshape(2, n, channels)
+    labels = torch.rand(2, n, 4, generator=torch.Generator().manual_seed(1)).softmax(-1)
+    args = dict(grid=grid, topk=topk, temperature=1e-4, radius=None)
+    with use_backend("triton"):
+        actual = propagate_labels(query.to(device), keys.to(device), labels.to(device), **args)
+    torch.testing.assert_close(actual.cpu(), dense_propagation(query, keys, labels, **args).float(),
+                               **OUTPUT_TOLERANCE[torch.float32])
 
 
 @pytest.mark.parametrize("splits,radius,global_frames", [(2, None, 1), (3, 3, 1), (8, 2.5, 0)])
