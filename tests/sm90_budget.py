@@ -8,8 +8,8 @@ Run in its own process by tests/test_sm90_budget.py: kernels must be imported wi
 TRITON_INTERPRET unset (the test session sets it). Launches are captured by running the real
 launchers on meta tensors with the kernels swapped for recorders, so a variant is compiled with
 exactly the arguments, constexprs, num_warps and num_stages the launcher would pass on a GPU.
-Uses Triton's JIT binder (`create_function_from_signature`, `JITFunction._pack_args`), as its own
-launch path does: present from Triton 3.4 to 3.9 at least.
+Uses Triton's JIT binder (`create_function_from_signature`, then `JITFunction._pack_args` or, in
+Triton 3.4, the same steps inline), as its own launch path does; run with Triton 3.4, 3.6, 3.9.
 
 Budget of one program on sm_90 (CUDA occupancy rules): registers are allocated per warp in units
 of 256, 65536 per SM; shared memory in units of 128 bytes plus 1 KiB the runtime reserves per
@@ -126,7 +126,19 @@ def _compile(launch: dict, backend):
     fn, args, kwargs = launch["fn"], launch["args"], dict(launch["kwargs"])
     binder = create_function_from_signature(fn.signature, fn.params, backend)
     bound_args, specialization, options = binder(*args, **kwargs)
-    options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound_args, specialization, options)
+    if hasattr(fn, "_pack_args"):  # Triton >= 3.5
+        options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound_args, specialization, options)
+    else:  # Triton 3.4 does the same steps inline in JITFunction.run
+        from triton.runtime.jit import find_paths_if, get_iterable_path
+
+        options = backend.parse_options(kwargs)
+        signature = {param.name: kind for param, (kind, _) in zip(fn.params, specialization)}
+        kinds = [kind for kind, _ in specialization]
+        constexprs = {path: get_iterable_path(list(bound_args.values()), path)
+                      for path in find_paths_if(kinds, lambda _, kind: kind == "constexpr")}
+        values = [value for _, value in specialization]
+        attrs = {path: backend.parse_attr(get_iterable_path(values, path))
+                 for path in find_paths_if(values, lambda _, value: isinstance(value, str))}
     return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=TARGET, options=options.__dict__)
 
 
@@ -134,7 +146,10 @@ def _ptxas_report(ptx: str, arch: str) -> dict:
     """ptxas -v of the kernel's PTX: registers, spill bytes, static shared memory."""
     from triton.backends.nvidia.compiler import get_ptxas  # the ptxas Triton itself uses for this arch
 
-    ptxas = get_ptxas(TARGET.arch).path
+    try:
+        ptxas = get_ptxas(TARGET.arch).path
+    except TypeError:  # Triton 3.4: one ptxas for every arch
+        ptxas = get_ptxas().path
     with tempfile.TemporaryDirectory() as folder:
         source = os.path.join(folder, "kernel.ptx")
         with open(source, "w") as file:
