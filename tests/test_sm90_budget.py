@@ -4,7 +4,7 @@ tests/sm90_budget.py does the compiling (in a subprocess: it needs TRITON_INTERP
 says how the budget is counted. The table is printed (`-s` shows it):
 
     python -m pytest tests/test_sm90_budget.py -s                  # fp32 at every shape
-    python -m pytest tests/test_sm90_budget.py -s -m sm90_all      # fp32, fp16 and bf16
+    python -m pytest tests/test_sm90_budget.py -s -m exhaustive      # fp32, fp16 and bf16
 """
 import functools
 import json
@@ -51,6 +51,6 @@ def test_kernels_fit_sm90_fp32():
     check_budget(quick=True)
 
 
-@pytest.mark.sm90_all
+@pytest.mark.exhaustive
 def test_kernels_fit_sm90_all_dtypes():
     check_budget(quick=False)
