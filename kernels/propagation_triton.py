@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .backend import interpreter_enabled
 from .propagation import window_reach
 
 
@@ -315,7 +316,7 @@ def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, rad
         num_stages=2,
     )
     out = torch.empty(n, classes, dtype=torch.float32, device=query.device)
-    block_q = max(1, RESCORE_QUERIES_X_CAND // cand) if query.device.type == "cuda" else INTERPRETER_BLOCK_Q
+    block_q = INTERPRETER_BLOCK_Q if interpreter_enabled() else max(1, RESCORE_QUERIES_X_CAND // cand)
     _rescore_kernel[(triton.cdiv(n, block_q),)](
         query, keys, labels, cand_score, cand_index, out,
         n, channels, classes, splits, 1.0 / temperature,
