@@ -14,7 +14,8 @@ Providers (every output is checked against our reference before anything is time
 - crw-chunked: ajabri/videowalk's way: the full (N, N) window mask materialised once as an
   additive bias, queries in chunks of 100, each against every key of every frame.
 - reference: `propagate_labels_reference` (query tiles against key boxes, bounded memory).
-- triton: the fused kernel (CUDA only).
+- triton: the fused kernels (CUDA only): tensor-core candidates, split over programs, re-scored
+  in fp32; the launch plan (query tiles x splits) goes to extra_info.
 CPU target: reference <= 0.6x crw-chunked at ViT-S/8; the ratio is printed and stored in
 extra_info (`time_vs_crw_chunked`), with each provider's peak extra memory.
 """
@@ -118,6 +119,17 @@ def _peak_extra_bytes(fn, device: str) -> int:
     return (status_kib("VmHWM") - before) * 1024
 
 
+def _triton_plan(shape: dict, device) -> dict:
+    """The fused kernels' launch plan for this shape on this GPU: query tiles, splits, candidates."""
+    from smae.kernels import propagation_triton
+    from smae.kernels.propagation import window_reach
+
+    reach = window_reach(shape["radius"], shape["window"])
+    plan = propagation_triton.plan_launch(shape["grid"], shape["frames"], shape["global_frames"], reach,
+                                          propagation_triton._processors(device))
+    return dict(**plan, candidates=propagation_triton.candidate_count(shape["topk"]))
+
+
 def _cases():
     for device in DEVICES:
         for shape_name in PROPAGATION_SHAPES:
@@ -161,6 +173,8 @@ def test_propagation_speed(benchmark, device, shape_name, provider):
         dense_equivalent_tflops=dense / seconds / 1e12,
         threads=CPU_THREADS if device == "cpu" else None,
     )
+    if provider == "triton":
+        benchmark.extra_info.update(_triton_plan(PROPAGATION_SHAPES[shape_name], query.device))
     crw = _median_seconds.get((device, shape_name, "crw-chunked"))
     if crw is not None and provider != "crw-chunked":
         benchmark.extra_info["time_vs_crw_chunked"] = seconds / crw

@@ -41,8 +41,6 @@ only; on the CPU extra_info has the achieved FLOP/s alone (no published peak app
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -59,11 +59,14 @@ def _gather_rows_backward_kernel(
     cols = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
     acc = tl.zeros((BLOCK_L, BLOCK_D), dtype=tl.float32)
     # K is a few percent of L: visit every kept slot, touch only those landing in this block.
-    for k in range(K):
+    # A while loop: Triton 3.6's interpreter cannot run range() over a run-time int under NumPy 2.4.
+    k = 0
+    while k < K:
         target = tl.load(ids_ptr + b * si_b + k * si_k)
         if (target >= first) & (target < first + BLOCK_L):
             g = tl.load(grad_ptr + b * sg_b + k * sg_k + cols * sg_d, mask=cols < D, other=0.0).to(tl.float32)
             acc += tl.where(rows[:, None] == target, g[None, :], 0.0)
+        k += 1
     io_mask = (rows < L)[:, None] & (cols < D)[None, :]
     tl.store(out_ptr + b * so_b + rows[:, None] * so_l + cols[None, :] * so_d, acc.to(out_ptr.dtype.element_ty), mask=io_mask)
 

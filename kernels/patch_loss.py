@@ -109,8 +109,13 @@ def _loss_sums_setup(ctx, inputs, output):
 
 def _loss_sums_backward(ctx, grad_sums, _):
     # Only sums[0] depends on pred; 1/sum(m) of the mean reaches here through grad_sums[0].
+    # Eager: scaled in place, as Liger-Kernel does (the forward's buffer becomes pred's gradient).
+    # Traced (torch.compile, AOT: tensor subclasses), out of place: a traced backward may not
+    # mutate a saved forward output, and the compiler plans buffer reuse itself.
     (grad,) = ctx.saved_tensors
-    return grad * (grad_sums[0] / grad.shape[-1]), None, None, None, None, None, None
+    scale = grad_sums[0] / grad.shape[-1]
+    in_place = type(grad) is torch.Tensor and not torch.compiler.is_compiling()
+    return grad.mul_(scale) if in_place else grad * scale, None, None, None, None, None, None
 
 
 _loss_sums_op.register_autograd(_loss_sums_backward, setup_context=_loss_sums_setup)

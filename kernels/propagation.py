@@ -20,8 +20,9 @@ of query cells and multiply a local frame only over the box of key cells within 
 tile (~0.3 of the grid at this size), never holding more than one tile's affinity:
 - `propagate_labels_reference` (here): tile x group-of-frames chunks within a memory budget,
   a masked matmul and `topk` per chunk, merged into a running top-k per query;
-- the fused Triton kernel (propagation_triton.py): the same walk in registers, the affinity
-  never written to memory, key tiles outside the disk skipped as well.
+- the fused Triton kernels (propagation_triton.py): the same walk with the query tile resident,
+  split over programs, candidates scored on tensor cores and re-scored in fp32; only per-query
+  candidate lists are written, never the affinity; key tiles outside the disk skipped as well.
 Labels move at most T * N * K elements, the output N * K.
 """
 from __future__ import annotations
@@ -191,10 +192,12 @@ def _check_inputs(query, keys, labels, grid, topk, temperature, radius, window, 
 
 
 FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# What the fused kernel is built and tested for: the running top-k is a (Q, TOPK) register
-# tile and the output a (Q, K) one; C is walked in chunks, so its limit is only the tested one.
+# What the fused kernels are built and tested for: the running candidates are a (64, CAND)
+# register tile, CAND = next_pow2(topk + 8) <= 64, and the output a (Q, K) one. The query tile
+# (64 x C, fp16) stays resident: at sm_90, C = 384 fits 2-3 programs per SM, C = 768 one
+# (228 registers, 128 KiB shared), C = 1024 spills (tests/sm90_budget.py, Triton 3.9).
 MAX_TOPK = 32
-MAX_CHANNELS = 1024
+MAX_CHANNELS = 768
 MAX_CLASSES = 64
 
 
@@ -232,18 +235,18 @@ def propagate_labels(
     radius: float | None = None,
     window: str = "circle",
     global_frames: int = 1,
-    allow_tf32: bool = False,
 ) -> torch.Tensor:
     """Top-k label propagation; query (N, C), keys (T, N, C), labels (T, N, K) -> (N, K) float32.
 
-    `allow_tf32` lets the Triton kernel multiply fp32 features in TF32 on tensor cores (the
-    reference always computes in fp32). Not differentiable: an evaluation op.
+    The Triton path picks candidates with tensor-core products and re-scores them in fp32
+    (propagation_triton.py says when that equals the reference). Not differentiable: an
+    evaluation op.
     """
     _check_inputs(query, keys, labels, grid, topk, temperature, radius, window, global_frames)
     if use_triton("propagate_labels", _triton_reasons(query, keys, labels, topk)):
         from .propagation_triton import propagate_labels_triton
 
         return propagate_labels_triton(query, keys, labels, grid=grid, topk=topk, temperature=temperature, radius=radius,
-                                       window=window, global_frames=global_frames, allow_tf32=allow_tf32)
+                                       window=window, global_frames=global_frames)
     return propagate_labels_reference(query, keys, labels, grid=grid, topk=topk, temperature=temperature,
                                       radius=radius, window=window, global_frames=global_frames)

@@ -1,18 +1,29 @@
-"""Fused Triton kernel of `propagate_labels` (see kernels/propagation.py for the math).
+"""Fused Triton kernels of `propagate_labels` (see kernels/propagation.py for the math).
 
-One program takes a QI x QJ tile of query cells and walks the context frames in KI x KJ tiles
-of key cells. The affinity of a (query tile, key tile) pair is one `tl.dot` (chunked over C);
-it is masked by the window and merged into a running top-k held in registers, then dropped:
-the affinity never reaches global memory. For a local frame only the key tiles that can reach
-the query tile are visited: key rows within `reach` of the tile, and in each key-row group only
-the columns the window still allows at that row distance (the disk's corners are skipped).
-At the end, softmax over the kept scores and a gather-and-sum of the chosen keys' labels.
+Two launches, in flash-decoding's pattern (split the key walk over programs, merge after):
 
-Running top-k: best scores (Q, TOPK_PAD) with their key indices t * N + m; unused slots
-(>= TOPK) hold +inf so they are never the worst. A key tile's candidates are merged by
-repeatedly taking each row's best remaining candidate and replacing the row's worst kept
-score when the candidate beats it; candidates come out in decreasing order, so the first one
-that loses ends that row, and no row needs more than TOPK rounds.
+1. `_candidates_kernel`, grid (query tiles, splits). A program loads its QI x QJ tile of query
+   cells once, for the whole walk (C as two power-of-two parts C_HI + C_LO, so 384 = 256 + 128
+   needs no padding), and walks its share of the tile's work list: (frame, KI x KJ key tile)
+   pairs, every key tile of a global frame, then the key tiles of each local frame's window box
+   (those wholly outside the window skipped). Each pair's scores are one or two `tl.dot`s on
+   tensor cores (fp16 / bf16 operands, fp32 accumulation), masked by the window and merged into
+   the program's running best CAND = next_pow2(topk + margin) per query. Only these lists,
+   (splits, N, CAND) scores and key indices t * N + m, are written: the affinity never reaches
+   global memory.
+2. `_rescore_kernel`, grid (query blocks): merges a query's split lists by fast score (best
+   CAND), re-scores those CAND keys in fp32 from the caller's features, keeps the best `topk`
+   by that score, and does the softmax and the gather-and-sum of the chosen keys' labels.
+
+Exactness: the output equals the fp32 reference's whenever each query's true top-k is among its
+CAND best fast scores. fp16 / bf16 features are used as given, so both scores are exact products
+of the same numbers. fp32 features are rounded once to fp16 after an exact power-of-two scaling
+(ranking is scale-free; fp16 keeps 11 significant bits, as TF32 does): a true top-k key can only
+drop out if more than `margin` other keys sit within ~2 * 2^-11 * |q| |k| of the k-th score, and
+then they are near-ties whose swap moves the output by about their weight difference.
+
+Loops over run-time bounds are `while` loops: Triton 3.6's interpreter cannot run `range()`
+over a run-time integer under NumPy >= 2.4 (it converts a 1-element array to a Python int).
 
 Imported only when the Triton path runs (Triton is optional).
 """
@@ -22,39 +33,50 @@ import torch
 import triton
 import triton.language as tl
 
+from .backend import interpreter_enabled
 from .propagation import window_reach
 
 
 @triton.jit
-def _merge_tile(best_s, best_i, scores, key_index, TOPK: tl.constexpr, TOPK_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Merges scores (Q, BLOCK_K) of keys key_index (BLOCK_K,) into the running top-k."""
+def _merge_tile(best_s, best_i, scores, key_index, CAND: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Merges scores (Q, BLOCK_K) of keys key_index (BLOCK_K,) into the running best (Q, CAND).
+
+    Each round takes every row's best remaining candidate and puts it in place of the row's
+    worst kept score when it beats it. Candidates come out in decreasing order, so a row is done
+    at its first loser; only as many rounds run as the row with the most contenders needs (few,
+    once the kept scores are high). A bitonic `tl.sort` of kept + tile would do it in one pass on
+    a GPU, but the interpreter runs its network op by op, ~100x slower than these rounds.
+    """
     worst = tl.min(best_s, axis=1)
-    contenders = tl.sum((scores > worst[:, None]).to(tl.int32), axis=1)
-    rounds = tl.minimum(tl.max(contenders, axis=0), TOPK)
-    slots = tl.arange(0, TOPK_PAD)
+    rounds = tl.max(tl.sum((scores > worst[:, None]).to(tl.int32), axis=1), axis=0)
+    slots = tl.arange(0, CAND)
     columns = tl.arange(0, BLOCK_K)
-    for _ in range(rounds):
+    done = 0
+    while done < rounds:
         top = tl.max(scores, axis=1)
         top_column = tl.argmax(scores, axis=1)
         worst = tl.min(best_s, axis=1)
         worst_slot = tl.argmin(best_s, axis=1)
         replace = (slots[None, :] == worst_slot[:, None]) & (top > worst)[:, None]
-        top_key = tl.sum(tl.where(columns[None, :] == top_column[:, None], key_index[None, :], 0), axis=1)
+        picked = columns[None, :] == top_column[:, None]
+        top_key = tl.sum(tl.where(picked, key_index[None, :], 0), axis=1)
         best_s = tl.where(replace, top[:, None], best_s)
         best_i = tl.where(replace, top_key[:, None], best_i)
-        scores = tl.where(columns[None, :] == top_column[:, None], float("-inf"), scores)
+        scores = tl.where(picked, float("-inf"), scores)
+        done += 1
     return best_s, best_i
 
 
 @triton.jit
-def _propagate_labels_kernel(
-    query_ptr, keys_ptr, labels_ptr, out_ptr,
-    h, w, frames, channels, classes, global_frames, reach, radius, inv_temperature,
-    stride_qn, stride_qc, stride_kt, stride_kn, stride_kc, stride_lt, stride_ln, stride_lk, stride_on,
-    QI: tl.constexpr, QJ: tl.constexpr, KI: tl.constexpr, KJ: tl.constexpr, BLOCK_C: tl.constexpr,
-    TOPK: tl.constexpr, TOPK_PAD: tl.constexpr, CLASSES_PAD: tl.constexpr,
-    SQUARE: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+def _candidates_kernel(
+    query_ptr, keys_ptr, cand_score_ptr, cand_index_ptr,
+    h, w, frames, channels, global_frames, reach, radius, splits,
+    stride_qn, stride_kt, stride_kn,
+    QI: tl.constexpr, QJ: tl.constexpr, KI: tl.constexpr, KJ: tl.constexpr,
+    C_HI: tl.constexpr, C_LO: tl.constexpr, CAND: tl.constexpr, SQUARE: tl.constexpr,
 ):
+    """query (N, C) and keys (T, N, C) fp16 / bf16 with unit channel stride
+    -> cand_score, cand_index (splits, N, CAND) fp32 / int32: this split's best fast scores."""
     n = h * w
     tiles_w = tl.cdiv(w, QJ)
     qi0 = (tl.program_id(0) // tiles_w) * QI
@@ -64,115 +86,243 @@ def _propagate_labels_kernel(
     qj = qj0 + q_lane % QJ
     q_ok = (qi < h) & (qj < w)
     q_cell = qi * w + qj
-    k_lane = tl.arange(0, KI * KJ)
-    c_lane = tl.arange(0, BLOCK_C)
-    slots = tl.arange(0, TOPK_PAD)
-    best_s = tl.where(slots[None, :] < TOPK, float("-inf"), float("inf")) + tl.zeros((QI * QJ, TOPK_PAD), tl.float32)
-    best_i = tl.zeros((QI * QJ, TOPK_PAD), tl.int32)
     q_last_row = tl.minimum(qi0 + QI, h) - 1
     q_last_col = tl.minimum(qj0 + QJ, w) - 1
+    c_hi = tl.arange(0, C_HI)
+    c_lo = C_HI + tl.arange(0, C_LO + 16 * (C_LO == 0))  # C_LO = 0: 16 lanes, all masked, never used
+    # The query tile stays resident for the whole walk.
+    q_hi = tl.load(query_ptr + q_cell[:, None] * stride_qn + c_hi[None, :],
+                   mask=q_ok[:, None] & (c_hi[None, :] < channels), other=0.0)
+    q_lo = tl.load(query_ptr + q_cell[:, None] * stride_qn + c_lo[None, :],
+                   mask=q_ok[:, None] & (c_lo[None, :] < channels), other=0.0)
 
-    for t in range(frames):
-        is_global = t < global_frames
-        row_lo = tl.where(is_global, 0, tl.maximum(qi0 - reach, 0))
-        row_hi = tl.where(is_global, h - 1, tl.minimum(q_last_row + reach, h - 1))
-        for ki0 in range(row_lo, row_hi + 1, KI):
-            # Nearest row distance between this key-row group and the query tile, and the
-            # widest column offset the window allows at that distance (an upper bound is
-            # enough: the exact test is the element-wise mask below).
-            gap = tl.maximum(tl.maximum(ki0 - q_last_row, qi0 - (ki0 + KI - 1)), 0).to(tl.float32)
+    # Work list: global frames over the whole grid, then local frames over the window box.
+    row_lo = tl.maximum(qi0 - reach, 0)
+    row_hi = tl.minimum(q_last_row + reach, h - 1)
+    col_lo = tl.maximum(qj0 - reach, 0)
+    col_hi = tl.minimum(q_last_col + reach, w - 1)
+    grid_cols = tl.cdiv(w, KJ)
+    grid_tiles = tl.cdiv(h, KI) * grid_cols
+    box_cols = tl.cdiv(col_hi - col_lo + 1, KJ)
+    box_tiles = tl.cdiv(row_hi - row_lo + 1, KI) * box_cols
+    global_units = global_frames * grid_tiles
+    units = global_units + (frames - global_frames) * box_tiles
+    share = tl.cdiv(units, splits)
+    unit = tl.program_id(1) * share
+    last_unit = tl.minimum(unit + share, units)
+
+    k_lane = tl.arange(0, KI * KJ)
+    best_s = tl.full((QI * QJ, CAND), float("-inf"), tl.float32)
+    best_i = tl.zeros((QI * QJ, CAND), tl.int32)
+    while unit < last_unit:
+        is_global = unit < global_units
+        local = unit - global_units
+        t = tl.where(is_global, unit // grid_tiles, global_frames + local // box_tiles)
+        tile = tl.where(is_global, unit % grid_tiles, local % box_tiles)
+        cols = tl.where(is_global, grid_cols, box_cols)
+        ki0 = tl.where(is_global, 0, row_lo) + (tile // cols) * KI
+        kj0 = tl.where(is_global, 0, col_lo) + (tile % cols) * KJ
+        last_row = tl.where(is_global, h - 1, row_hi)
+        last_col = tl.where(is_global, w - 1, col_hi)
+        # Nearest offsets between the key tile and the query tile: a local tile none of whose
+        # cells any query may reach is skipped (the disk's corners); the exact test is the mask.
+        gap_r = tl.maximum(tl.maximum(ki0 - q_last_row, qi0 - (ki0 + KI - 1)), 0).to(tl.float32)
+        gap_c = tl.maximum(tl.maximum(kj0 - q_last_col, qj0 - (kj0 + KJ - 1)), 0).to(tl.float32)
+        if SQUARE:
+            reachable = (gap_r <= radius) & (gap_c <= radius)
+        else:
+            reachable = gap_r * gap_r + gap_c * gap_c < radius * radius
+        if is_global | reachable:
+            ki = ki0 + k_lane // KJ
+            kj = kj0 + k_lane % KJ
+            k_ok = (ki <= last_row) & (kj <= last_col)
+            k_cell = ki * w + kj
+            k_row = keys_ptr + t * stride_kt + k_cell * stride_kn
+            k_hi = tl.load(k_row[None, :] + c_hi[:, None], mask=k_ok[None, :] & (c_hi[:, None] < channels), other=0.0)
+            scores = tl.dot(q_hi, k_hi)  # (Q, KI * KJ) fp32
+            if C_LO > 0:
+                k_lo = tl.load(k_row[None, :] + c_lo[:, None], mask=k_ok[None, :] & (c_lo[:, None] < channels), other=0.0)
+                scores = tl.dot(q_lo, k_lo, scores)
+            di = (qi[:, None] - ki[None, :]).to(tl.float32)
+            dj = (qj[:, None] - kj[None, :]).to(tl.float32)
             if SQUARE:
-                half = tl.where(gap <= radius, tl.floor(radius), -1.0).to(tl.int32)
+                near = (tl.abs(di) <= radius) & (tl.abs(dj) <= radius)
             else:
-                half = tl.where(gap < radius, tl.floor(tl.sqrt(tl.maximum(radius * radius - gap * gap, 0.0))), -1.0).to(tl.int32)
-            half = tl.where(is_global, w, half)
-            col_lo = tl.maximum(qj0 - half, 0)
-            col_hi = tl.where(half < 0, col_lo - 1, tl.minimum(q_last_col + half, w - 1))
-            for kj0 in range(col_lo, col_hi + 1, KJ):
-                ki = ki0 + k_lane // KJ
-                kj = kj0 + k_lane % KJ
-                k_ok = (ki <= row_hi) & (kj <= col_hi)
-                k_cell = ki * w + kj
-                scores = tl.zeros((QI * QJ, KI * KJ), tl.float32)
-                for c0 in range(0, channels, BLOCK_C):
-                    c = c0 + c_lane
-                    q = tl.load(query_ptr + q_cell[:, None] * stride_qn + c[None, :] * stride_qc,
-                                mask=q_ok[:, None] & (c[None, :] < channels), other=0.0)
-                    k = tl.load(keys_ptr + t * stride_kt + k_cell[None, :] * stride_kn + c[:, None] * stride_kc,
-                                mask=k_ok[None, :] & (c[:, None] < channels), other=0.0)
-                    scores = tl.dot(q, k, scores, input_precision=INPUT_PRECISION)
-                di = (qi[:, None] - ki[None, :]).to(tl.float32)
-                dj = (qj[:, None] - kj[None, :]).to(tl.float32)
-                if SQUARE:
-                    near = (tl.abs(di) <= radius) & (tl.abs(dj) <= radius)
-                else:
-                    near = di * di + dj * dj < radius * radius
-                allowed = q_ok[:, None] & k_ok[None, :] & (near | is_global)
-                scores = tl.where(allowed, scores, float("-inf"))
-                best_s, best_i = _merge_tile(best_s, best_i, scores, t * n + k_cell, TOPK, TOPK_PAD, KI * KJ)
+                near = di * di + dj * dj < radius * radius
+            allowed = q_ok[:, None] & k_ok[None, :] & (near | is_global)
+            scores = tl.where(allowed, scores, float("-inf"))
+            best_s, best_i = _merge_tile(best_s, best_i, scores, t * n + k_cell, CAND, KI * KJ)
+        unit += 1
 
-    # Softmax over the kept scores; picks that stayed -inf (fewer allowed keys than topk) get 0.
-    kept = tl.where(slots[None, :] < TOPK, best_s, float("-inf"))
-    top = tl.max(kept, axis=1)
+    slot = tl.arange(0, CAND)
+    out = (tl.program_id(1) * n + q_cell)[:, None] * CAND + slot[None, :]
+    tl.store(cand_score_ptr + out, best_s, mask=q_ok[:, None])
+    tl.store(cand_index_ptr + out, best_i, mask=q_ok[:, None])
+
+
+@triton.jit
+def _rescore_kernel(
+    query_ptr, keys_ptr, labels_ptr, cand_score_ptr, cand_index_ptr, out_ptr,
+    n, channels, classes, splits, inv_temperature,
+    stride_qn, stride_qc, stride_kt, stride_kn, stride_kc, stride_lt, stride_ln, stride_lk, stride_on,
+    BLOCK_Q: tl.constexpr, CAND: tl.constexpr, SPLITS_PAD: tl.constexpr, TOPK: tl.constexpr,
+    BLOCK_C: tl.constexpr, CLASSES_PAD: tl.constexpr,
+):
+    """cand_score, cand_index (splits, N, CAND), query (N, C), keys (T, N, C), labels (T, N, K)
+    -> out (N, K) fp32."""
+    query = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    q_ok = query < n
+    # This query's lists from every split, side by side: (BLOCK_Q, SPLITS_PAD * CAND).
+    lane = tl.arange(0, SPLITS_PAD * CAND)
+    listed = (lane // CAND) * n * CAND + lane % CAND
+    in_split = q_ok[:, None] & (lane // CAND < splits)[None, :]
+    all_s = tl.load(cand_score_ptr + query[:, None] * CAND + listed[None, :], mask=in_split, other=float("-inf"))
+    all_i = tl.load(cand_index_ptr + query[:, None] * CAND + listed[None, :], mask=in_split, other=0)
+
+    # Best CAND of the union by fast score (a split's list is already its best CAND).
+    slot = tl.arange(0, CAND)
+    if SPLITS_PAD == 1:
+        fast_s, fast_i = all_s, all_i
+    else:
+        fast_s = tl.full((BLOCK_Q, CAND), float("-inf"), tl.float32)
+        fast_i = tl.zeros((BLOCK_Q, CAND), tl.int32)
+        for r in range(CAND):
+            top = tl.max(all_s, axis=1)
+            picked = lane[None, :] == tl.argmax(all_s, axis=1)[:, None]
+            fast_s = tl.where(slot[None, :] == r, top[:, None], fast_s)
+            fast_i = tl.where(slot[None, :] == r, tl.sum(tl.where(picked, all_i, 0), axis=1)[:, None], fast_i)
+            all_s = tl.where(picked, float("-inf"), all_s)
+
+    # Re-score those keys in fp32 from the caller's features.
+    real = fast_s > float("-inf")  # slots with no allowed key stay out
+    key_row = (fast_i // n) * stride_kt + (fast_i % n) * stride_kn  # (BLOCK_Q, CAND)
+    exact = tl.zeros((BLOCK_Q, CAND), tl.float32)
+    c0 = 0
+    while c0 < channels:
+        c = c0 + tl.arange(0, BLOCK_C)
+        c_ok = c < channels
+        q = tl.load(query_ptr + query[:, None] * stride_qn + c[None, :] * stride_qc, mask=q_ok[:, None] & c_ok[None, :], other=0.0)
+        k = tl.load(keys_ptr + key_row[:, :, None] + c[None, None, :] * stride_kc,
+                    mask=real[:, :, None] & c_ok[None, None, :], other=0.0)
+        exact += tl.sum(q.to(tl.float32)[:, None, :] * k.to(tl.float32), axis=2)
+        c0 += BLOCK_C
+    exact = tl.where(real, exact, float("-inf"))
+
+    # The best TOPK by the fp32 score: softmax weights and their labels, best first.
+    top = tl.max(exact, axis=1)
     top = tl.where(top == float("-inf"), 0.0, top)  # padding query lanes: no key at all
-    weights = tl.exp((kept - top[:, None]) * inv_temperature)
-    total = tl.sum(weights, axis=1)
-    weights = weights / tl.where(total > 0, total, 1.0)[:, None]
     class_lane = tl.arange(0, CLASSES_PAD)
     class_ok = class_lane < classes
-    out = tl.zeros((QI * QJ, CLASSES_PAD), tl.float32)
-    for slot in range(TOPK):
-        weight = tl.sum(tl.where(slots[None, :] == slot, weights, 0.0), axis=1)
-        key = tl.sum(tl.where(slots[None, :] == slot, best_i, 0), axis=1)
-        label = tl.load(labels_ptr + ((key // n) * stride_lt + (key % n) * stride_ln)[:, None]
-                        + class_lane[None, :] * stride_lk, mask=q_ok[:, None] & class_ok[None, :], other=0.0)
+    out = tl.zeros((BLOCK_Q, CLASSES_PAD), tl.float32)
+    total = tl.zeros((BLOCK_Q,), tl.float32)
+    for r in range(TOPK):
+        score = tl.max(exact, axis=1)
+        picked = slot[None, :] == tl.argmax(exact, axis=1)[:, None]
+        key = tl.sum(tl.where(picked, fast_i, 0), axis=1)
+        weight = tl.where(score > float("-inf"), tl.exp((score - top) * inv_temperature), 0.0)  # fewer keys than topk
+        label = tl.load(labels_ptr + ((key // n) * stride_lt + (key % n) * stride_ln)[:, None] + class_lane[None, :] * stride_lk,
+                        mask=(q_ok & (weight > 0))[:, None] & class_ok[None, :], other=0.0)
         out += weight[:, None] * label.to(tl.float32)
-    tl.store(out_ptr + q_cell[:, None] * stride_on + class_lane[None, :], out, mask=q_ok[:, None] & class_ok[None, :])
+        total += weight
+        exact = tl.where(picked, float("-inf"), exact)
+    out = out / tl.where(total > 0, total, 1.0)[:, None]
+    tl.store(out_ptr + query[:, None] * stride_on + class_lane[None, :], out, mask=q_ok[:, None] & class_ok[None, :])
 
 
-# Query tiles (rows, cols), largest first: a larger tile re-reads each key tile for more queries,
-# a smaller one gives more programs. One program per tile and no split over frames, so small
-# grids (ViT-S/16 DAVIS: 30x55) need small tiles to fill the GPU.
-QUERY_TILES = ((8, 8), (4, 8), (4, 4))
-KEY_TILE = (4, 16)  # 64 key cells: 4 grid rows, 16 columns (a window row is ~2 * radius wide)
+QUERY_TILE = (8, 8)  # 64 query cells: the M of one Hopper warpgroup MMA (wgmma needs M = 64)
+KEY_TILE = (2, 16)  # 32 key cells: 2 grid rows of 16 (a window row is ~2 * radius wide)
+MARGIN = 8  # extra fast-score candidates kept per query beyond topk (at least; CAND is a power of 2)
+MAX_SPLITS = 16  # the merge holds SPLITS_PAD * CAND candidates per query
+MIN_UNITS_PER_SPLIT = 16  # fewer key tiles per program and the launch costs more than it spreads
+# The re-score gathers (BLOCK_Q, CAND, RESCORE_CHANNELS) key values per step: 2048, 16 a thread
+# (twice that spilled 8 bytes under Triton 3.6 at 60x110, tests/sm90_budget.py).
+RESCORE_QUERIES_X_CAND = 128
+INTERPRETER_BLOCK_Q = 64  # the interpreter pays per op, not per element: fewest programs is fastest
+RESCORE_CHANNELS = 16
 
 
-def _query_tile(h: int, w: int, device: torch.device) -> tuple[int, int]:
-    """The largest query tile that still gives one program per streaming multiprocessor."""
-    if device.type != "cuda":  # the interpreter: fewest programs is fastest
-        return QUERY_TILES[0]
-    processors = torch.cuda.get_device_properties(device).multi_processor_count
-    for rows, cols in QUERY_TILES:
-        if triton.cdiv(h, rows) * triton.cdiv(w, cols) >= processors:
-            return rows, cols
-    return QUERY_TILES[-1]
+def candidate_count(topk: int) -> int:
+    """CAND: the fast-score candidates kept per query (a power of two >= topk + MARGIN)."""
+    return triton.next_power_of_2(topk + MARGIN)
 
 
-def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, radius, window, global_frames, allow_tf32,
-                            query_tile=None):
+def channel_parts(channels: int) -> tuple[int, int]:
+    """(C_HI, C_LO): C as the largest power of two in it plus a padded rest (or 0), each >= 16
+    (tl.dot's least K). 384 = 256 + 128, 768 = 512 + 256, 20 -> 16 + 16."""
+    c_hi = max(16, 1 << (channels.bit_length() - 1))
+    rest = channels - c_hi
+    return c_hi, (max(16, triton.next_power_of_2(rest)) if rest > 0 else 0)
+
+
+def _processors(device: torch.device) -> int:
+    """Streaming multiprocessors to fill; 1 in the interpreter, where fewest programs is fastest."""
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def plan_launch(grid: tuple[int, int], frames: int, global_frames: int, reach: int, processors: int) -> dict:
+    """Query tiles and the split count: enough programs for about two per processor, each with
+    at least MIN_UNITS_PER_SPLIT key tiles to walk."""
+    h, w = grid
+    qi, qj = QUERY_TILE
+    ki, kj = KEY_TILE
+    query_tiles = triton.cdiv(h, qi) * triton.cdiv(w, qj)
+    box_rows, box_cols = min(qi + 2 * reach, h), min(qj + 2 * reach, w)
+    units = global_frames * triton.cdiv(h, ki) * triton.cdiv(w, kj) + (frames - global_frames) * (
+        triton.cdiv(box_rows, ki) * triton.cdiv(box_cols, kj))
+    wanted = triton.cdiv(2 * processors, query_tiles)
+    splits = max(1, min(MAX_SPLITS, wanted, units // MIN_UNITS_PER_SPLIT))
+    return dict(query_tiles=query_tiles, splits=splits)
+
+
+def fast_features(features: torch.Tensor) -> torch.Tensor:
+    """The tensor-core operand, contiguous: fp16 / bf16 as given, fp32 scaled by a power
+    of two (exact, and no reordering: every score of a query scales alike) so that max|x| is in
+    [0.5, 1), then rounded to fp16 (11 significant bits)."""
+    if features.dtype != torch.float32:
+        return features.contiguous()
+    exponent = torch.frexp(features.abs().amax()).exponent
+    return torch.ldexp(features, -exponent).to(torch.float16).contiguous()
+
+
+def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, radius, window, global_frames, splits=None):
     """Launcher; inputs already checked (kernels/propagation.py). Returns (N, K) float32.
 
-    query_tile: (rows, cols) of the query tile, one of QUERY_TILES; None picks by grid size.
+    splits: the number of programs per query tile (None: chosen by `plan_launch`).
     """
     h, w = grid
     frames, n, channels = keys.shape
     classes = labels.shape[-1]
     if radius is None:  # every frame searched everywhere
-        global_frames, radius, reach = frames, float(h + w), h
+        global_frames, radius, reach = frames, float(h + w), max(h, w)
     else:
         reach = window_reach(radius, window)
+    global_frames = min(global_frames, frames)
+    cand = candidate_count(topk)
+    plan = plan_launch(grid, frames, global_frames, reach, _processors(query.device))
+    splits = splits or plan["splits"]
+    c_hi, c_lo = channel_parts(channels)
+    fast_query, fast_keys = fast_features(query), fast_features(keys)
+    cand_score = torch.empty(splits, n, cand, dtype=torch.float32, device=query.device)
+    cand_index = torch.empty(splits, n, cand, dtype=torch.int32, device=query.device)
+    _candidates_kernel[(plan["query_tiles"], splits)](
+        fast_query, fast_keys, cand_score, cand_index,
+        h, w, frames, channels, global_frames, reach, float(radius), splits,
+        fast_query.stride(0), fast_keys.stride(0), fast_keys.stride(1),
+        QI=QUERY_TILE[0], QJ=QUERY_TILE[1], KI=KEY_TILE[0], KJ=KEY_TILE[1],
+        C_HI=c_hi, C_LO=c_lo, CAND=cand, SQUARE=window == "square",
+        num_warps=4 if cand <= 16 else 8,  # the running best (64, CAND) x 2 in registers
+        num_stages=2,
+    )
     out = torch.empty(n, classes, dtype=torch.float32, device=query.device)
-    qi, qj = query_tile or _query_tile(h, w, query.device)
-    ki, kj = KEY_TILE
-    block_c = max(16, min(64, triton.next_power_of_2(channels)))
-    _propagate_labels_kernel[(triton.cdiv(h, qi) * triton.cdiv(w, qj),)](
-        query, keys, labels, out,
-        h, w, frames, channels, classes, global_frames, reach, float(radius), 1.0 / temperature,
+    block_q = INTERPRETER_BLOCK_Q if interpreter_enabled() else max(1, RESCORE_QUERIES_X_CAND // cand)
+    _rescore_kernel[(triton.cdiv(n, block_q),)](
+        query, keys, labels, cand_score, cand_index, out,
+        n, channels, classes, splits, 1.0 / temperature,
         *query.stride(), *keys.stride(), *labels.stride(), out.stride(0),
-        QI=qi, QJ=qj, KI=ki, KJ=kj, BLOCK_C=block_c,
-        TOPK=topk, TOPK_PAD=max(2, triton.next_power_of_2(topk)), CLASSES_PAD=max(2, triton.next_power_of_2(classes)),
-        SQUARE=window == "square", INPUT_PRECISION="tf32" if allow_tf32 else "ieee",
-        # 8 warps for the 64 x 64 score tile: with 4, ptxas (sm_90) spills at 255 registers.
-        num_warps=8 if qi * qj * ki * kj >= 4096 else 4,
+        BLOCK_Q=block_q, CAND=cand, SPLITS_PAD=triton.next_power_of_2(splits), TOPK=topk,
+        BLOCK_C=RESCORE_CHANNELS, CLASSES_PAD=max(2, triton.next_power_of_2(classes)),
+        num_warps=4,
     )
     return out

@@ -138,3 +138,24 @@ def test_forced_triton_explains_what_it_cannot_take():
     with K.use_backend("auto"):  # the reference takes it, gradient to the images included
         loss = K.masked_patch_loss(pred, imgs, mask, patch_size=case.patch)
     assert torch.autograd.grad(loss, imgs)[0].abs().sum() > 0
+
+
+def test_backward_scales_the_forward_gradient_in_place(monkeypatch):
+    """No second (B, L, N) buffer: the gradient pred receives is the one the forward kernel wrote,
+    scaled where it lies; a second backward through the graph then refuses (autograd's version
+    check on the saved buffer) rather than scale it twice."""
+    case = CASES["batch1-3x5"]
+    pred, imgs, mask = _inputs(case, torch.float32, torch.float32, "weights", seed=6)
+    written = []
+    forward = patch_loss_triton.patch_loss_forward
+    monkeypatch.setattr(patch_loss_triton, "patch_loss_forward",
+                        lambda *args, **kwargs: (lambda out: written.append(out[1]) or out)(forward(*args, **kwargs)))
+    pred = pred.requires_grad_()
+    with K.use_backend("triton"):
+        loss = K.masked_patch_loss(pred, imgs, mask, patch_size=case.patch)
+    (grad,) = torch.autograd.grad(loss, pred, retain_graph=True)
+    assert grad.data_ptr() == written[0].data_ptr()
+    torch.testing.assert_close(grad, _loss_and_grad(pred, imgs, mask, case.patch)[1] / (pred.shape[-1] * mask.sum()),
+                               **TOLERANCES[torch.float32])
+    with pytest.raises(RuntimeError, match="inplace operation"):
+        torch.autograd.grad(loss, pred)

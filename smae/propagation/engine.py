@@ -30,7 +30,9 @@ class ContextQueue:
 
     Order inside the ring does not matter: propagation ranks all context keys jointly, and only
     slot 0 is special (searched globally under CRW's rule). `pad=True` fills the ring with copies
-    of the first frame at the start, as CRW's context bank does.
+    of the first frame at the start, as CRW's context bank does. Keys stay fp32: on a GPU the
+    kernel scores candidates with fp16 tensor-core products of a rounded copy and re-scores the
+    kept ones from these, so the labels match the fp32 reference's.
     """
 
     def __init__(self, n_recent: int, cells: int, channels: int, classes: int, device: torch.device, pad: bool):
