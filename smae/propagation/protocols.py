@@ -40,6 +40,9 @@ class Protocol:
     size: tuple[int, int] = (480, 880)  # fixed: (H, W); short_side / long_side: (side, the other side floored to a multiple of this)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # How a ViT's position table is resized to the input grid (smae.models.pos_embed): dino
+    # (DINO's and CropMAE's evaluation encoders, all presets), timm (antialiased) or plain.
+    pos_resize: Literal["dino", "timm", "plain"] = "dino"
     # Labels in and out.
     # bilinear (CRW): ids nearest-resized to the input size, one-hot, bilinear to the grid;
     # nearest (DINO): ids nearest-resized straight to the grid, one-hot.
@@ -61,6 +64,7 @@ class Protocol:
             "mean": len(self.mean) == 3,
             "joint_sigma": self.joint_sigma > 0,
             "joint_topk": self.joint_topk >= 1,
+            "pos_resize": self.pos_resize in ("dino", "timm", "plain"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
