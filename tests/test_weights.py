@@ -117,7 +117,7 @@ def test_full_cropmae_siammae_training_checkpoint_loads_whole_model(tmp_path):
     top level, decoder_blocks.* in nn.TransformerDecoderLayer names."""
     from test_cropmae_decoder import cropmae_state_dict
 
-    state = cropmae_state_dict(smae.build_model("tiny"), seed=3)
+    state = cropmae_state_dict("tiny", seed=3)
     path = tmp_path / "checkpoint-399.pth"
     torch.save(mae_training_checkpoint(state), path)
     model = smae.build_model("tiny", weights=path)

@@ -24,7 +24,7 @@ from .presets import ENCODERS
 from .vit import VisionTransformer
 
 CHECKPOINT_KEYS = ("teacher", "student", "model")  # what --checkpoint-key takes
-FALLBACK_KEYS = ("teacher", "model", "state_dict")  # tried in order when no key is given
+FALLBACK_KEYS = ("teacher", "student", "model", "state_dict")  # tried in order when no key is given
 STRIPPED_PREFIXES = ("module.", "backbone.", "encoder.")
 # Parameters of MAE's decoder, timm / DINO heads and smae's decoder: never part of an encoder.
 FOREIGN_PREFIXES = ("decoder", "mask_token", "head", "fc_norm", "pre_logits")
