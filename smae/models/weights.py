@@ -83,21 +83,23 @@ def infer_encoder_shape(state: Mapping[str, torch.Tensor]) -> dict[str, int] | N
     return {"width": proj.shape[0], "depth": 1 + max(blocks, default=-1), "patch": proj.shape[-1]}
 
 
+def preset_for(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The encoder preset whose width, depth and patch size the state dict has, or None."""
+    shape = infer_encoder_shape(state)
+    for name, enc in ENCODERS.items():
+        if shape is not None and (enc.embed_dim, enc.depth, enc.patch_size) == (shape["width"], shape["depth"], shape["patch"]):
+            return name
+    return None
+
+
 def describe_fit(state: Mapping[str, torch.Tensor]) -> str:
     """'a ViT of width 384, depth 12, patch 8 (preset vits8)' or why no preset fits."""
     shape = infer_encoder_shape(state)
     if shape is None:
         return "no ViT patch embedding (patch_embed.proj.weight)"
-    fits = [name for name, enc in ENCODERS.items()
-            if (enc.embed_dim, enc.depth, enc.patch_size) == (shape["width"], shape["depth"], shape["patch"])]
+    fit = preset_for(state)
     text = f"a ViT of width {shape['width']}, depth {shape['depth']}, patch {shape['patch']}"
-    return text + (f" (preset {fits[0]})" if fits else f" (no preset has this shape: {', '.join(ENCODERS)})")
-
-
-def preset_for(state: Mapping[str, torch.Tensor]) -> str | None:
-    """The encoder preset whose shape the state dict has, or None."""
-    match = re.search(r"\(preset (\w+)\)", describe_fit(state))
-    return match.group(1) if match else None
+    return text + (f" (preset {fit})" if fit else f" (no preset has this shape: {', '.join(ENCODERS)})")
 
 
 def _few(keys: list[str], shown: int = 5) -> str:
