@@ -17,7 +17,7 @@ setup(
     packages=["smae", "smae.kernels"] + [f"smae.{name}" for name in SUBPACKAGES],
     package_dir={"smae": "smae", "smae.kernels": "kernels"},
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.6",  # torch.serialization.safe_globals with (callable, "module.name") entries (smae.models.checkpoint_file)
         "einops>=0.7",
         "numpy>=1.24",
         "pillow>=10.0",  # indexed palette PNGs (DAVIS / VIP annotations)
