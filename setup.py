@@ -19,7 +19,7 @@ setup(
     # Measured attention choices per GPU, written by the device record (kernels/attention_table.py).
     package_data={"smae.kernels": ["attention_table.json"]},
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.6",  # torch.serialization.safe_globals with (callable, "module.name") entries (smae.models.checkpoint_file)
         "einops>=0.7",
         "numpy>=1.24",
         "pillow>=10.0",  # indexed palette PNGs (DAVIS / VIP annotations)

@@ -3,6 +3,9 @@ cross-attention.
 
     out[b, i, h] = sum_j softmax_j(<q[b, i, h], k[b, j, h]> / sqrt(Dh)) v[b, j, h]
 
+`dropout_p` > 0 zeroes attention probabilities at random (kept ones scaled by 1 / (1 - p)), as
+nn.MultiheadAttention's dropout in training; every backend takes it.
+
 Layout (xformers' "BMHK"): q (B, Nq, H, Dh), k and v (B, Nk, H, Dh), out (B, Nq, H, Dh);
 Nq may differ from Nk (cross-attention). The layout is the one a fused qkv projection produces
 with a plain `.view`, so no transpose is needed before xformers.
@@ -47,11 +50,12 @@ def last_attention_backend() -> str | None:
     return _last_backend
 
 
-def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """softmax(QK^T / sqrt(Dh)) V in float64; q (B, Nq, H, Dh), k/v (B, Nk, H, Dh) -> q's dtype."""
     q64, k64, v64 = (t.double() for t in (q, k, v))
     scores = torch.einsum("bihd,bjhd->bhij", q64, k64) / q.shape[-1] ** 0.5  # (B, H, Nq, Nk)
-    out = torch.einsum("bhij,bjhd->bihd", scores.softmax(dim=-1), v64)
+    probs = F.dropout(scores.softmax(dim=-1), dropout_p) if dropout_p > 0 else scores.softmax(dim=-1)
+    out = torch.einsum("bhij,bjhd->bihd", probs, v64)
     return out.to(q.dtype)
 
 
@@ -88,9 +92,9 @@ def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"attention shapes do not match: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
     # SDPA wants (B, H, N, Dh); transposes are views, SDPA handles the strides.
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=dropout_p)
     return out.transpose(1, 2)
 
 
@@ -118,10 +122,13 @@ def _resolve(chosen: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
     return chosen
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
-    """Scaled dot-product attention; q (B, Nq, H, Dh), k/v (B, Nk, H, Dh) -> (B, Nq, H, Dh)."""
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str | None = None, dropout_p: float = 0.0) -> torch.Tensor:
+    """Scaled dot-product attention; q (B, Nq, H, Dh), k/v (B, Nk, H, Dh) -> (B, Nq, H, Dh);
+    dropout_p: probability of dropping each attention weight (0: none)."""
     global _last_backend
     _check_shapes(q, k, v)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"attention dropout_p must be in [0, 1), got {dropout_p}")
     requested = backend or ATTENTION.get()
     if requested not in ATTENTION.choices:
         raise ValueError(f"attention backend {requested!r} is not one of {', '.join(ATTENTION.choices)}")
@@ -129,7 +136,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str
     if chosen == "xformers":
         memory_efficient_attention, _ = _import_xformers()
         try:
-            out = memory_efficient_attention(q, k, v)
+            out = memory_efficient_attention(q, k, v, p=dropout_p)
         except NotImplementedError:
             # xformers found no operator for these inputs (head dim, alignment, ...).
             if requested == "xformers":
@@ -139,6 +146,6 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str
             return out
     if chosen == "math":
         _last_backend = "math"
-        return attention_reference(q, k, v)
+        return attention_reference(q, k, v, dropout_p)
     _last_backend = "sdpa"
-    return _sdpa(q, k, v)
+    return _sdpa(q, k, v, dropout_p)

@@ -10,7 +10,7 @@ The model names are imported on first use, so `smae --help` does not load torch.
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "SiamMAE", "VisionTransformer", "build_encoder", "build_model", "load_encoder_weights"]
+__all__ = ["PRESETS", "SiamMAE", "VisionTransformer", "build_encoder", "build_model", "load_encoder_weights", "load_siammae_weights"]
 
 
 def __getattr__(name: str):

@@ -514,11 +514,8 @@ def test_progress_in_a_log_file_is_plain_lines(monkeypatch):
     assert 3 <= len(lines) <= 7 and all("frame" in line for line in lines), lines
 
 
-# --- cases for other branches: enable after merging them ------------------------------------------------
-# Written against the behaviour issue 11 asks for; they are skipped here because the code they
-# exercise (weight loading, frame-folder reading) is changed on those branches.
+# --- weights files and frame folders ------------------------------------------------------------------------
 
-NEEDS_ISSUE_9 = pytest.mark.skip(reason="needs the issue-9 branch (weights files, checkpoints that know their model)")
 
 
 def _tiny_encoder_state() -> dict:
@@ -527,7 +524,6 @@ def _tiny_encoder_state() -> dict:
     return build_encoder("tiny").state_dict()
 
 
-@NEEDS_ISSUE_9
 @pytest.mark.parametrize("content", ["garbage", "empty", "text", "truncated"])
 def test_broken_weights_file(world, tmp_path, content):
     import torch
@@ -547,11 +543,10 @@ def test_broken_weights_file(world, tmp_path, content):
     assert "weights_only=False" not in line  # never suggest unpickling an untrusted file
 
 
-@NEEDS_ISSUE_9
 @pytest.mark.parametrize("layout", ["dino", "mae"])
 def test_full_training_checkpoints_of_other_projects(world, tmp_path, layout):
-    """DINO and MAE save their argparse namespace beside the weights: not loadable with
-    weights_only=True, so the line must name the file and say which entry to extract."""
+    """DINO and MAE save their argparse namespace beside the weights: they load with
+    weights_only=True; an entry the file does not hold is one line naming the file and the key."""
     import argparse
 
     import torch
@@ -562,11 +557,15 @@ def test_full_training_checkpoints_of_other_projects(world, tmp_path, layout):
                   else {"model": state, "optimizer": {}, "epoch": 3, "scaler": {}, "args": args})
     weights = tmp_path / f"{layout}_checkpoint.pth"
     torch.save(checkpoint, weights)
-    fails_cleanly(["propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "results",
-                   "--weights", weights, "--preset", "tiny", "--protocol", "crw"], [weights], [world.davis, weights])
+    propagate = ["propagate", "--task", "davis", "--data", world.davis, "--out", tmp_path / "results",
+                 "--weights", weights, "--preset", "tiny", "--protocol", "crw"]
+    done = smae(*propagate)
+    assert done.returncode == 0, done.stderr[-2000:]
+    absent = "model" if layout == "dino" else "teacher"
+    fails_cleanly([*propagate[:6], tmp_path / "again", *propagate[7:], "--checkpoint-key", absent],
+                  [weights, absent], [world.davis, weights])
 
 
-@NEEDS_ISSUE_9
 def test_smae_checkpoint_builds_its_own_encoder(world, tmp_path):
     """A `tiny` training checkpoint propagates without --preset (the default, vits16, does not fit)."""
     import torch
@@ -583,7 +582,6 @@ def test_smae_checkpoint_builds_its_own_encoder(world, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@NEEDS_ISSUE_9
 def test_foreign_weights_with_the_wrong_preset_name_the_one_that_fits(world, tmp_path):
     import torch
 

@@ -44,7 +44,7 @@ def test_decoder_variants_run_and_differ_in_structure(variant):
     loss, _, _ = model(torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64))
     loss.backward()
     has_cross = any("cross_attn" in n for n, _ in model.named_parameters())
-    has_self = any(".attn.qkv" in n for n, _ in model.decoder.named_parameters())
+    has_self = any("self_attn.qkv" in n for n, _ in model.decoder.named_parameters())
     assert has_cross == (variant != "joint") and has_self == (variant != "cross")
 
 

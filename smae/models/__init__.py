@@ -9,11 +9,13 @@ from .presets import DECODERS, ENCODERS, PRESETS, DecoderConfig, EncoderConfig, 
 
 # name -> submodule defining it, imported when the name is first used
 _LAZY = {"SiamMAE": ".siammae", "VisionTransformer": ".vit", "encoder_state_dict": ".weights",
-         "load_encoder_weights": ".weights"}
+         "load_encoder_weights": ".weights", "load_siammae_weights": ".weights",
+         "WeightsError": ".checkpoint_file", "read_checkpoint": ".checkpoint_file", "POS_RESIZE_MODES": ".pos_embed"}
 
 __all__ = [
-    "DECODERS", "ENCODERS", "PRESETS", "DecoderConfig", "EncoderConfig", "ModelConfig", "SiamMAE",
-    "VisionTransformer", "build_encoder", "build_model", "encoder_state_dict", "load_encoder_weights", "model_config",
+    "DECODERS", "ENCODERS", "POS_RESIZE_MODES", "PRESETS", "DecoderConfig", "EncoderConfig", "ModelConfig", "SiamMAE",
+    "VisionTransformer", "WeightsError", "build_encoder", "build_model", "encoder_state_dict", "load_encoder_weights",
+    "load_siammae_weights", "model_config", "read_checkpoint",
 ]
 
 
@@ -23,16 +25,25 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def build_model(name: str = "vits16", **overrides):
-    """SiamMAE from the preset `name` ('tiny', 'vits16', 'vits8', 'vitb16') with ModelConfig overrides."""
+def build_model(name: str = "vits16", weights=None, **overrides):
+    """SiamMAE from the preset `name` ('tiny', 'vits16', 'vits8', 'vitb16') with ModelConfig overrides;
+    weights: a CropMAE SiamMAE or smae checkpoint (file or state dict) loaded into the whole model."""
     from .siammae import SiamMAE
+    from .weights import load_siammae_weights
 
-    return SiamMAE(model_config(name, **overrides))
+    model = SiamMAE(model_config(name, **overrides))
+    if weights is not None:
+        load_siammae_weights(model, weights)
+    return model
 
 
 def build_encoder(name: str = "vits16"):
     """Just the ViT encoder of a preset (e.g. to evaluate DINO or MAE weights)."""
+    return encoder_from_config(model_config(name).encoder)
+
+
+def encoder_from_config(enc: EncoderConfig):
+    """The ViT encoder an EncoderConfig describes."""
     from .vit import VisionTransformer
 
-    enc = model_config(name).encoder
     return VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio)

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from smae.config import check_fields
 
 DECODER_VARIANTS = ("cross-self", "cross", "joint")
+# Entries of a DINO / MAE / CropMAE training checkpoint that hold a ViT (`--checkpoint-key`);
+# here, not in weights.py, so that the command line lists them without importing torch.
+CHECKPOINT_KEYS = ("teacher", "student", "model")
 
 
 def _transformer_rules(config) -> dict:
@@ -22,7 +25,6 @@ def _transformer_rules(config) -> dict:
                       f"must be a positive multiple of 4 and of num_heads ({config.num_heads})"),
         "depth": (lambda v: v >= 1, "must be at least 1"),
         "num_heads": (lambda v: v >= 1, "must be at least 1"),
-        "mlp_ratio": (lambda v: math.isfinite(v) and v > 0, "must be positive"),
     }
 
 
@@ -40,6 +42,7 @@ class EncoderConfig:
             "patch_size": (lambda v: v >= 1, "must be at least 1"),
             "img_size": (lambda v: v >= self.patch_size and v % self.patch_size == 0,
                          f"must be a positive multiple of patch_size ({self.patch_size})"),
+            "mlp_ratio": (lambda v: math.isfinite(v) and v > 0, "must be positive"),
             **_transformer_rules(self),
         })
 
@@ -49,10 +52,15 @@ class DecoderConfig:
     embed_dim: int = 256
     depth: int = 4
     num_heads: int = 8
-    mlp_ratio: float = 4.0
+    mlp_hidden: int = 2048  # MLP hidden width (CropMAE: nn.TransformerDecoderLayer's dim_feedforward default)
+    dropout: float = 0.1  # training only: attention probabilities, MLP hidden layer, residual branches
 
     def __post_init__(self) -> None:
-        check_fields(self, _transformer_rules(self))
+        check_fields(self, {
+            "mlp_hidden": (lambda v: v >= 1, "must be at least 1"),
+            "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+            **_transformer_rules(self),
+        })
 
 
 @dataclass(frozen=True)
@@ -81,9 +89,10 @@ ENCODERS: dict[str, EncoderConfig] = {
 }
 
 DECODERS: dict[str, DecoderConfig] = {
-    "dectiny": DecoderConfig(embed_dim=128, depth=2, num_heads=4),
-    "dec256d4b": DecoderConfig(embed_dim=256, depth=4, num_heads=8),  # CropMAE's SiamMAE decoder
-    "dec512d8b": DecoderConfig(embed_dim=512, depth=8, num_heads=16),  # MAE's default decoder
+    # The demo's: MLP 4x wide and no dropout, which learn faster in the demo's 600 CPU steps.
+    "dectiny": DecoderConfig(embed_dim=128, depth=2, num_heads=4, mlp_hidden=512, dropout=0.0),
+    "dec256d4b": DecoderConfig(embed_dim=256, depth=4, num_heads=8),  # CropMAE's SiamMAE decoder (siam_mae_vit_small)
+    "dec512d8b": DecoderConfig(embed_dim=512, depth=8, num_heads=16),  # MAE's default size (CropMAE's siam_mae_vit_base)
 }
 
 PRESETS: dict[str, ModelConfig] = {

@@ -2,6 +2,11 @@
 future frame f2 with 95% of its patches masked; a decoder predicts f2's masked patches from its
 few visible tokens while attending to f1.
 
+As CropMAE's SiamMAE (models/SiamMAE.py), the decoder inputs are
+    past   = decoder_embed(encoder(f1))                                   (no position embedding)
+    future = unshuffle([decoder_embed(encoder(f2 visible)), mask tokens]) + decoder_pos_embed
+both with [CLS] first; the prediction is decoder_pred(decoder(future, past)) without [CLS].
+
 Shapes: f1, f2 (B, 3, H, W); L = (H/p)*(W/p) patches; K = int(L * (1 - mask_ratio)) visible.
 """
 from __future__ import annotations
@@ -27,9 +32,9 @@ class SiamMAE(nn.Module):
         self.patch_size = enc.patch_size
         self.decoder_embed = nn.Linear(enc.embed_dim, dec.embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dec.embed_dim))
-        grid = self.encoder.grid
-        self.decoder_pos_embed = nn.Parameter(sincos_2d(dec.embed_dim, grid).unsqueeze(0), requires_grad=False)
-        self.decoder = SiamDecoder(config.decoder_variant, dec.embed_dim, dec.depth, dec.num_heads, dec.mlp_ratio)
+        self.decoder_grid = self.encoder.grid  # native grid of the decoder's position table
+        self.decoder_pos_embed = nn.Parameter(sincos_2d(dec.embed_dim, self.decoder_grid).unsqueeze(0), requires_grad=False)
+        self.decoder = SiamDecoder(config.decoder_variant, dec.embed_dim, dec.depth, dec.num_heads, dec.mlp_hidden, dec.dropout)
         self.decoder_pred = nn.Linear(dec.embed_dim, enc.patch_size**2 * 3)
         init_mae_(self)
 
@@ -43,23 +48,26 @@ class SiamMAE(nn.Module):
         masking = random_masking(batch, length, mask_ratio, imgs.device, generator)
         return self.encoder(imgs, masking.ids_keep), masking.ids_restore, masking.mask
 
-    def _decoder_tokens(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
-        """Encoder tokens (B, 1 + K, E) -> the full decoder sequence (B, 1 + L, Dd)."""
-        pos_embed = resize_pos_embed(self.decoder_pos_embed, self.encoder.grid, grid)[0]  # (1 + L, Dd)
-        x = self.decoder_embed(tokens)
-        if ids_restore is None:
-            return x + pos_embed
-        return scatter_visible(x, ids_restore, self.mask_token.reshape(-1), pos_embed, num_prefix=1)
+    def _future_tokens(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
+        """f2's encoder tokens (B, 1 + K, E) -> the full decoder sequence (B, 1 + L, Dd), with mask
+        tokens at the masked positions and the decoder position embeddings."""
+        pos_embed = resize_pos_embed(self.decoder_pos_embed, self.decoder_grid, grid)[0]  # (1 + L, Dd)
+        if ids_restore is None:  # nothing masked
+            return self.decoder_embed(tokens) + pos_embed
+        return scatter_visible(self.decoder_embed(tokens), ids_restore, self.mask_token.reshape(-1), pos_embed, num_prefix=1)
 
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, generator: torch.Generator | None = None):
-        """f1, f2 (B, 3, H, W) -> loss (), pred (B, L, p*p*3) in MAE's patchify order, mask (B, L) 1 = masked."""
+        """f1, f2 (B, 3, H, W) -> loss (), pred (B, L, p*p*3) in MAE's patchify order, mask (B, L) 1 = masked.
+
+        f1 is encoded first (unmasked: no random numbers drawn), then f2's mask is drawn, so a
+        seeded run draws the same mask as CropMAE's SiamMAE."""
         if f1.shape != f2.shape:
             raise ValueError(f"f1 and f2 must have the same shape, got {tuple(f1.shape)} and {tuple(f2.shape)}")
         grid = self.encoder.grid_of(f2)
-        past_tokens, past_restore, _ = self.encode(f1, self.config.past_mask_ratio, generator)
+        past_tokens, _, _ = self.encode(f1, self.config.past_mask_ratio, generator)  # (B, 1 + K1, E)
         future_tokens, future_restore, mask = self.encode(f2, self.config.mask_ratio, generator)
-        past = self._decoder_tokens(past_tokens, past_restore, grid)
-        future = self._decoder_tokens(future_tokens, future_restore, grid)
+        past = self.decoder_embed(past_tokens)  # keys / values as they are: f1's visible tokens, no position table
+        future = self._future_tokens(future_tokens, future_restore, grid)
         pred = self.decoder_pred(self.decoder(future, past))[:, 1:]  # drop [CLS]: (B, L, p*p*3)
         loss = masked_patch_loss(pred, f2, mask, patch_size=self.patch_size, norm_pix=self.config.norm_pix_loss)
         return loss, pred, mask

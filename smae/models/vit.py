@@ -3,7 +3,8 @@
 Names: patch_embed.proj, cls_token, pos_embed, blocks.{i}.norm1, .attn.qkv, .attn.proj, .norm2,
 .mlp.fc1, .mlp.fc2, norm; so DINO, MAE and timm ViT weights load without renaming.
 Position embeddings are fixed 2-D sin-cos (a frozen parameter, as MAE, so loaded learned tables
-replace them) and are resized bicubically to any input grid.
+replace them) and are resized bicubically to any input grid by one of the named rules of
+smae.models.pos_embed (`pos_resize`: dino, timm or plain).
 """
 from __future__ import annotations
 
@@ -13,36 +14,52 @@ import torch.nn.functional as F
 
 from smae.kernels import attention, gather_patches
 
-from .pos_embed import resize_pos_embed, sincos_2d
+from .pos_embed import DEFAULT_POS_RESIZE, resize_pos_embed, sincos_2d
 
 LAYER_NORM_EPS = 1e-6  # MAE / timm ViT
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int):
+class Attention(nn.Module):
+    """Multi-head attention with one packed (3D, D) q/k/v projection (timm's `qkv`, the layout of
+    nn.MultiheadAttention's in_proj_weight): self-attention, or cross-attention where the
+    queries come from x and keys / values from `context` through the same packed matrix."""
+
+    def __init__(self, dim: int, num_heads: int, attn_dropout: float = 0.0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
+        self.attn_dropout = attn_dropout
         self.qkv = nn.Linear(dim, 3 * dim, bias=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D) -> (B, N, D)."""
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, Nq, D) attends to itself, or to context (B, Nk, D) -> (B, Nq, D)."""
         batch, length, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, dim // self.num_heads).unbind(2)  # 3 x (B, N, H, Dh)
-        return self.proj(attention(q, k, v).reshape(batch, length, dim))
+        heads, head_dim = self.num_heads, dim // self.num_heads
+        if context is None:
+            q, k, v = self.qkv(x).view(batch, length, 3, heads, head_dim).unbind(2)  # 3 x (B, N, H, Dh)
+        else:
+            weight_q, weight_kv = self.qkv.weight.split([dim, 2 * dim])
+            bias_q, bias_kv = self.qkv.bias.split([dim, 2 * dim])
+            q = F.linear(x, weight_q, bias_q).view(batch, length, heads, head_dim)  # (B, Nq, H, Dh)
+            k, v = F.linear(context, weight_kv, bias_kv).view(batch, context.shape[1], 2, heads, head_dim).unbind(2)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        return self.proj(attention(q, k, v, dropout_p=dropout_p).reshape(batch, length, dim))
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """fc2(dropout(GELU(fc1(x)))); dropout only in training and only when asked (decoders)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
 class Block(nn.Module):
@@ -51,7 +68,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.attn = SelfAttention(dim, num_heads)
+        self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -93,13 +110,14 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"frame size {height}x{width} is not a multiple of the patch size {self.patch_size}")
         return height // self.patch_size, width // self.patch_size
 
-    def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
-        """(1, 1 + h*w, D): the table, bicubically resized when the grid is not the native one."""
-        return resize_pos_embed(self.pos_embed, self.grid, grid)
+    def pos_embed_for(self, grid: tuple[int, int], pos_resize: str = DEFAULT_POS_RESIZE) -> torch.Tensor:
+        """(1, 1 + h*w, D): the table, resized by rule `pos_resize` when the grid is not the native one."""
+        return resize_pos_embed(self.pos_embed, self.grid, grid, pos_resize)
 
-    def forward(self, imgs: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """imgs (B, 3, H, W); ids_keep (B, K) or None (all tokens) -> (B, 1 + K, D) after `norm`."""
-        pos_embed = self.pos_embed_for(self.grid_of(imgs))  # (1, 1 + L, D)
+    def forward(self, imgs: torch.Tensor, ids_keep: torch.Tensor | None = None, pos_resize: str = DEFAULT_POS_RESIZE) -> torch.Tensor:
+        """imgs (B, 3, H, W); ids_keep (B, K) or None (all tokens) -> (B, 1 + K, D) after `norm`.
+        pos_resize: how the position table is resized to another grid ('dino', 'timm', 'plain')."""
+        pos_embed = self.pos_embed_for(self.grid_of(imgs), pos_resize)  # (1, 1 + L, D)
         if ids_keep is None:
             tokens = self.patch_embed(imgs) + pos_embed[:, 1:]  # (B, L, D)
         else:
@@ -114,11 +132,12 @@ class VisionTransformer(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def get_features(self, frames: torch.Tensor) -> torch.Tensor:
+    def get_features(self, frames: torch.Tensor, pos_resize: str = DEFAULT_POS_RESIZE) -> torch.Tensor:
         """frames (B, 3, H, W) -> (B, h, w, C): last-block patch tokens after the final LayerNorm,
-        [CLS] dropped, not L2-normalised (label propagation normalises over C itself)."""
+        [CLS] dropped, not L2-normalised (label propagation normalises over C itself).
+        pos_resize: 'dino' (DINO's and CropMAE's evaluation; the default), 'timm' or 'plain'."""
         grid = self.grid_of(frames)
-        tokens = self.forward(frames)[:, 1:]  # (B, h*w, C)
+        tokens = self.forward(frames, pos_resize=pos_resize)[:, 1:]  # (B, h*w, C)
         return tokens.reshape(frames.shape[0], grid[0], grid[1], self.embed_dim)
 
 

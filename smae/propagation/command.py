@@ -17,7 +17,7 @@ import warnings
 from smae.config import add_override_argument
 from smae.errors import UserError
 from smae.eval.tasks import TASKS
-from smae.models.presets import ENCODERS
+from smae.models.presets import CHECKPOINT_KEYS, ENCODERS
 from smae.propagation.protocols import PROTOCOLS
 
 
@@ -26,10 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="data set root (DAVIS: holds JPEGImages/, Annotations/, ImageSets/)")
     parser.add_argument("--out", required=True, help="results folder")
     parser.add_argument("--split", default="val", help="split list to propagate (default: val)")
-    parser.add_argument("--weights", help="encoder checkpoint (DINO, MAE, timm or smae); omitted: random init")
+    parser.add_argument("--weights", help="encoder checkpoint: smae, or DINO / MAE / CropMAE (full training checkpoints too) / timm; omitted: random init")
+    parser.add_argument("--checkpoint-key", choices=CHECKPOINT_KEYS,
+                        help="entry of the checkpoint holding the encoder (default: teacher where present, e.g. DINO; else model)")
     parser.add_argument("--features", default="encoder", choices=("encoder", "pixels"),
                         help="feature source (pixels: raw-pixel baseline)")
-    parser.add_argument("--preset", default="vits16", choices=list(ENCODERS), help="encoder architecture (pixels: its patch grid)")
+    parser.add_argument("--preset", choices=list(ENCODERS),
+                        help="encoder architecture of foreign weights (default vits16; smae checkpoints build their own; pixels: its patch grid)")
     parser.add_argument("--protocol", default="siammae", choices=list(PROTOCOLS), help="propagation protocol preset")
     add_override_argument(parser, "change protocol fields, e.g. topk=10 radius=12")
     parser.add_argument("--batch-size", type=int, default=8, help="frames encoded at once")
@@ -117,8 +120,10 @@ def _propagate(args: argparse.Namespace, protocol, requested):
         with warnings.catch_warnings():
             if ranks.rank != 0:  # the random-init warning once, not once per rank
                 warnings.simplefilter("ignore")
-            source = build_feature_source(args.features, args.preset, args.weights, device)
-        run_info = {"features": args.features, "preset": args.preset, "weights": args.weights, "protocol_name": args.protocol}
+            source = build_feature_source(args.features, args.preset, args.weights, device,
+                                          pos_resize=protocol.pos_resize, checkpoint_key=args.checkpoint_key)
+        run_info = {"features": args.features, "preset": args.preset, "weights": args.weights,
+                    "checkpoint_key": args.checkpoint_key, "protocol_name": args.protocol}
         return propagate_dataset(
             args.task, args.data, args.out, source, protocol, split=args.split, batch_size=args.batch_size,
             resume=args.resume, overlays=args.overlays, run_info=run_info,

@@ -49,6 +49,9 @@ class Protocol:
     # cv2.resize (bilinear) of the frames as float32 in [0, 1] (CRW's load_image, then resize) or
     # as uint8 before dividing by 255 (DINO's read_frame): up to 0.5/255 apart.
     frame_dtype: Literal["float32", "uint8"] = "float32"
+    # How a ViT's position table is resized to the input grid (smae.models.pos_embed): dino
+    # (DINO's and CropMAE's evaluation encoders, all presets), timm (antialiased) or plain.
+    pos_resize: Literal["dino", "timm", "plain"] = "dino"
     # Labels in and out.
     # bilinear (CRW): ids nearest-resized to the input size, one-hot, bilinear to the grid;
     # nearest (DINO): ids nearest-resized straight to the grid, one-hot.
