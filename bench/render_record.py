@@ -111,9 +111,9 @@ def _train_rows(record: dict) -> list[str]:
         shapes[shape][provider] = case
     rows = []
     for shape, providers in shapes.items():
-        base = providers.get("torch")
+        base = providers.get("eager")
         for provider, case in providers.items():
-            ratio = f"{case['pairs_per_s'] / base['pairs_per_s']:.2f}x kernels off" if base and provider != "torch" else ""
+            ratio = f"{case['pairs_per_s'] / base['pairs_per_s']:.2f}x eager" if base and provider != "eager" else ""
             rows.append(f"| training step `{shape}` bf16, {provider} | {case['pairs_per_s']:.0f} pairs/s, "
                         f"MFU {100 * case['mfu_datasheet']:.1f}% | | {ratio} |")
     return rows

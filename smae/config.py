@@ -121,7 +121,7 @@ def _replaced(config: Any, changes: dict, prefix: str, texts: dict[str, str]) ->
         raise UserError(f"--set {given or prefix.rstrip('.')}: then {key} {error.rule}") from None
 
 
-class InvalidField(UserError):
+class InvalidField(UserError, ValueError):
     """A config field breaks its rule; apply_overrides names it by its --set key."""
 
     def __init__(self, field: str, rule: str):

@@ -66,7 +66,8 @@ def test_dry_run_leaves_every_sections_output(dry_run):
         assert case["forward"]["winner"] in case["forward"]["ms"] and case["forward+backward"]["winner"]
     (rows,) = attention["table"].values()  # the rows `auto` reads, for this one device
     measured = {(c["dtype"], c["q_shape"][3], c["q_shape"][1], c["kv_shape"][1]) for c in attention["cases"].values()}
-    assert {(r["dtype"], r["head_dim"], r["q_tokens"], r["k_tokens"]) for r in rows} == measured
+    # a case whose candidates all failed their check has no row (auto keeps SDPA there)
+    assert rows and {(r["dtype"], r["head_dim"], r["q_tokens"], r["k_tokens"]) for r in rows} <= measured
     assert all(row["best"] in row["seconds"] for row in rows)
 
     files = results["benchmarks"]["files"]

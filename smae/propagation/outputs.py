@@ -69,18 +69,24 @@ class VideoOutput:
 
     def __init__(self, out_dir: Path, video: Video, overlays: bool, list_index: int):
         self.out_dir, self.video, self.overlays, self.list_index = Path(out_dir), video, overlays, list_index
-        (self.out_dir / STAGING).mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(dir=self.out_dir / STAGING, prefix=video.name.replace("/", "__") + "."))
-        self.result_dir = self.staging / "result"
-        self.overlay_dir = self.staging / OVERLAYS
-        self.result_dir.mkdir()
-        if overlays:
-            self.overlay_dir.mkdir()
         self.joints: list[np.ndarray] = []
         self.joint_cells: list[np.ndarray] = []
         self.grey_ids = video.kind == "segmentation" and _is_grey(video.annotation)
 
     def __enter__(self) -> "VideoOutput":
+        # The staging folder is made here, after every read, so that an interrupt (Ctrl-C) can
+        # only come while __exit__ is sure to remove it.
+        (self.out_dir / STAGING).mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(dir=self.out_dir / STAGING, prefix=self.video.name.replace("/", "__") + "."))
+        self.result_dir = self.staging / "result"
+        self.overlay_dir = self.staging / OVERLAYS
+        try:
+            self.result_dir.mkdir()
+            if self.overlays:
+                self.overlay_dir.mkdir()
+        except BaseException:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, kind, error, trace) -> None:
