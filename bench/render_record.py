@@ -172,6 +172,16 @@ def replace_between_markers(text: str, block: str, where: str) -> str:
     return f"{head}{BEGIN}\n{block}\n{END}{tail}"
 
 
+def install_attention_rows(attention_file: Path, table_path: Path) -> int:
+    """Merges the measured rows of a record's attention.json into the attention `auto` table at
+    `table_path` (other devices' rows stay); returns how many rows it brought."""
+    from smae.kernels.attention_table import load_table, save_table
+
+    rows = json.loads(attention_file.read_text())["table"]
+    save_table({**load_table(table_path), **rows}, table_path)
+    return sum(len(device_rows) for device_rows in rows.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/render_record.py", description=__doc__.splitlines()[0])
     parser.add_argument("record", type=Path, help="a record.json written by bench/device_record.py")
@@ -180,15 +190,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="an attention.json of the same record: its measured rows become kernels/attention_table.json")
     args = parser.parse_args(argv)
     if args.attention is not None:
-        from smae.kernels.attention_table import TABLE_PATH, load_table, save_table
+        from smae.kernels.attention_table import TABLE_PATH
 
         try:
-            rows = json.loads(args.attention.read_text())["table"]
+            count = install_attention_rows(args.attention, TABLE_PATH)
         except (OSError, json.JSONDecodeError, KeyError) as error:
             print(f"{args.attention}: no measured attention table ({error!r}); pass the attention.json of the record", file=sys.stderr)
             return 2
-        save_table({**load_table(), **rows})  # other devices' rows stay
-        print(f"{TABLE_PATH}: {sum(len(r) for r in rows.values())} measured cases for {', '.join(rows)}")
+        print(f"{TABLE_PATH}: {count} measured cases")
     try:
         record = json.loads(args.record.read_text())
     except (OSError, json.JSONDecodeError) as error:

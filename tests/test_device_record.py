@@ -105,6 +105,24 @@ def test_readme_table_renders_from_the_record(dry_run, tmp_path):
     assert result.returncode == 2 and "device-record:begin" in result.stderr and readme.read_text() == "no markers here\n"
 
 
+@pytest.mark.slow
+def test_measured_attention_rows_become_the_auto_table(dry_run, tmp_path):
+    from bench.render_record import install_attention_rows
+    from smae.kernels.attention_table import load_table, lookup
+
+    out, _ = dry_run
+    table_path = tmp_path / "attention_table.json"
+    table_path.write_text(json.dumps({"Another GPU": [{"dtype": "bfloat16", "head_dim": 64, "q_tokens": 197,
+                                                       "k_tokens": 197, "seconds": {"sdpa": 1.0}, "best": "sdpa"}]}))
+    written = json.loads((out / "attention.json").read_text())["table"]
+    assert install_attention_rows(out / "attention.json", table_path) == sum(map(len, written.values()))
+    table = load_table(table_path)
+    assert "Another GPU" in table  # other devices' rows stay
+    ((device, rows),) = written.items()
+    for row in rows:
+        assert lookup(table, device, row["dtype"], row["head_dim"], row["q_tokens"], row["k_tokens"]) == row["best"]
+
+
 def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
     def broken(plan):
         raise RuntimeError("planted failure")
