@@ -23,7 +23,7 @@ peak_rss_mb of a fresh process reading 16 pairs and its rss_before_reads_mb (imp
 and for the store cpu_speedup_vs_pyav.
 Goal on a 2-core machine: store >= 20x pyav and >= 250 pairs/s per core.
 test_prepare_rate times `smae prepare` of the same videos: seconds per video and JPEG bytes per
-frame at short side 256 (the README's Kinetics-400 figures); test_model_step_rate, what the
+frame at short side 256 (docs/data.md's frame-store cost); test_model_step_rate, what the
 loader must keep up with: SiamMAE steps (tiny, vits16) on this CPU, one thread, in pairs/s.
 """
 from __future__ import annotations
