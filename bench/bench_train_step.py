@@ -76,7 +76,7 @@ def step_flops(config: ModelConfig, batch: int, img_size: int) -> int:
         raise ValueError("the count is written for the cross-self decoder and an unmasked past frame")
     pixels, length = 3 * enc.patch_size**2, (img_size // enc.patch_size) ** 2
     kept = max(1, int(length * (1 - config.mask_ratio)))
-    E, D, hE, hD = enc.embed_dim, dec.embed_dim, int(enc.embed_dim * enc.mlp_ratio), int(dec.embed_dim * dec.mlp_ratio)
+    E, D, hE, hD = enc.embed_dim, dec.embed_dim, int(enc.embed_dim * enc.mlp_ratio), dec.mlp_hidden
     n1, n2, N = 1 + length, 1 + kept, 1 + length
 
     def encoder(n: int) -> int:
