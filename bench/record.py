@@ -280,7 +280,9 @@ def propagate(plan: Plan, work: Path) -> dict:
     import json
 
     smae = [sys.executable, "-m", "smae"]
-    subprocess.run([*smae, "synth", "--out", str(work / "synth"), *plan.synth_args], cwd=REPO, check=True, capture_output=True)
+    synth = subprocess.run([*smae, "synth", "--out", str(work / "synth"), *plan.synth_args], cwd=REPO, capture_output=True, text=True)
+    if synth.returncode != 0:
+        raise RuntimeError(f"smae synth failed (exit {synth.returncode}): {synth.stderr[-2000:]}")
     frames = sum(entry["frames"] for entry in json.loads((work / "synth" / "synth.json").read_text())["formats"].values())
     results = {"frames": frames, "synth": "smae synth " + " ".join(plan.synth_args), "runs": {}}
     for preset in plan.propagate_presets:
@@ -296,7 +298,7 @@ def propagate(plan: Plan, work: Path) -> dict:
 
 # ---- the record and the README table ----
 
-def environment(plan: Plan) -> dict:
+def environment(plan: Plan, argv: list[str]) -> dict:
     import platform
 
     import torch
@@ -311,7 +313,7 @@ def environment(plan: Plan) -> dict:
     return {"device": torch.cuda.get_device_name() if plan.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
             "torch": torch.__version__, "triton": version("triton"), "cuda": torch.version.cuda, "xformers": version("xformers"),
             "python": platform.python_version(), "commit": commit, "date": datetime.date.today().isoformat(),
-            "command": "python bench/record.py " + " ".join(sys.argv[1:])}
+            "command": "python bench/record.py " + " ".join(argv)}
 
 
 def _ratio_row(what: str, ms: dict, ours: str, others: tuple[str, ...]) -> str:
@@ -371,11 +373,11 @@ def write_readme(readme: Path, table: str) -> None:
     write_text_atomic(readme, head + BEGIN + "\n" + table + END + rest.split(END, 1)[1])
 
 
-def record(args) -> dict:
+def record(args, argv: list[str]) -> dict:
     from smae.atomic import write_json_atomic
 
     plan = dry_plan() if args.dry_run else cuda_plan()
-    data = {"plan": asdict(plan), "environment": environment(plan), "parts": {}}
+    data = {"plan": asdict(plan), "environment": environment(plan, argv), "parts": {}}
     path = args.out / "record.json"
     with tempfile.TemporaryDirectory(prefix="smae-record-") as work:
         calls = {"suite": lambda: suite(args.out, args.tests), "kernels": lambda: kernels(plan),
@@ -401,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, metavar="README", help="put the table between the README's device-record markers")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU, Triton in its interpreter")
     parser.add_argument("--tests", nargs="+", default=["tests"], help="where the suite's CUDA cases are (default: tests)")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if (args.out is None) == (args.render is None):
         parser.error("give --out (make a record) or --render RECORD.json (table only)")
@@ -415,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             data = json.loads(args.render.read_text(encoding="utf-8"))
         else:
             args.out.mkdir(parents=True, exist_ok=True)
-            data = record(args)
+            data = record(args, argv)
         table = render(data)
         print(table)
         if args.write:
