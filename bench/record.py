@@ -21,6 +21,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import importlib.metadata
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -111,18 +114,14 @@ def suite(out: Path, tests: list[str]) -> dict:
     report = out / "suite.xml"
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *tests]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
-    failed = []
-    if report.is_file():
-        for suite_node in ElementTree.parse(report).getroot().iter("testsuite"):
-            for key in counts:
-                counts[key] += int(suite_node.get(key, 0))
-        failed = [f"{case.get('classname')}::{case.get('name')}" for case in ElementTree.parse(report).getroot().iter("testcase")
-                  if case.find("failure") is not None or case.find("error") is not None]
-        report.unlink()
-    return {"command": " ".join(["pytest", *command[3:5], *tests]), "returncode": result.returncode,
+    root = ElementTree.parse(report).getroot()  # pytest writes it whatever the outcome
+    report.unlink()
+    counts = {key: sum(int(node.get(key, 0)) for node in root.iter("testsuite")) for key in ("tests", "failures", "errors", "skipped")}
+    failed = [f"{case.get('classname')}::{case.get('name')}" for case in root.iter("testcase")
+              if case.find("failure") is not None or case.find("error") is not None]
+    return {"command": " ".join(["pytest", "-m", "cuda", *tests]), "returncode": result.returncode, "failed": failed,
             "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"], **counts,
-            "failed": failed, "output_tail": result.stdout.splitlines()[-5:]}
+            "output_tail": result.stdout.splitlines()[-5:]}
 
 
 # ---- 2. kernels against their reference and torch.compile ----
@@ -147,6 +146,9 @@ def _kernel_cases(plan: Plan):
         yield (f"gather_visible {name}", K.gather_visible_reference, K.gather_visible,
                dict(tokens=randn(batch, length, s["encoder_dim"], grad=True), ids_keep=masking.ids_keep,
                     pos_embed=randn(length, s["encoder_dim"])), ("tokens",))
+        yield (f"gather_patches {name}", K.gather_patches_reference, K.gather_patches,
+               dict(imgs=randn(batch, 3, s["img_size"], s["img_size"], dtype=torch.float32), ids_keep=masking.ids_keep,
+                    patch_size=s["patch"]), ())  # the frames need no gradient
         visible = masking.ids_keep.shape[1]
         yield (f"scatter_visible {name}", K.scatter_visible_reference, K.scatter_visible,
                dict(visible=randn(batch, 1 + visible, s["decoder_dim"], grad=True), ids_restore=masking.ids_restore,
@@ -165,15 +167,31 @@ def _kernel_cases(plan: Plan):
                     labels=randn(s["frames"], n, s["classes"], dtype=torch.float32).softmax(-1), **args), ())
 
 
-def _forward_backward(fn, inputs: dict, grad_names: tuple[str, ...]):
-    """fn's output and, when it trains, the gradients of its inputs for a fixed output gradient."""
+def _forward_backward(fn, inputs: dict, grad_names: tuple[str, ...], grad_out) -> tuple:
+    """(fn's output,) or, when it trains, (output, gradients of the named inputs for grad_out)."""
     import torch
 
     out = fn(**inputs)
-    if not grad_names:
-        return (out,)
-    grad_out = torch.randn(out.shape, generator=torch.Generator(out.device).manual_seed(1), device=out.device, dtype=out.dtype)
-    return (out, *torch.autograd.grad(out, [inputs[n] for n in grad_names], grad_out))
+    return (out, *torch.autograd.grad(out, [inputs[n] for n in grad_names], grad_out)) if grad_names else (out,)
+
+
+def _checked_timings(providers: dict, reference, inputs: dict, grad_names: tuple[str, ...], device: str) -> dict:
+    """{"ms": {provider: ms per call}, "errors": {provider: why not timed}}: each provider's output
+    and gradients checked against the reference's before it is timed."""
+    import torch
+
+    out = reference(**inputs)
+    grad_out = torch.randn(out.shape, generator=torch.Generator(device).manual_seed(1), device=device, dtype=out.dtype)
+    want = _forward_backward(reference, inputs, grad_names, grad_out)
+    result = {"ms": {}, "errors": {}}
+    for provider, fn in providers.items():
+        run = functools.partial(_forward_backward, fn, inputs, grad_names, grad_out)
+        try:
+            check_close(run(), want)
+            result["ms"][provider] = 1e3 * seconds_per_call(run, device)
+        except Exception as error:  # recorded beside the others' times
+            result["errors"][provider] = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+    return result
 
 
 def kernels(plan: Plan) -> dict:
@@ -189,16 +207,9 @@ def kernels(plan: Plan) -> dict:
 
         providers = {"reference": reference, "compile": torch.compile(reference, backend=plan.compile_backend, dynamic=False),
                      "triton": triton}
-        want = _forward_backward(reference, inputs, grad_names)
-        case = {"pass": "forward+backward" if grad_names else "forward", "ms": {}, "errors": {}}
-        for provider, fn in providers.items():
-            try:
-                check_close(_forward_backward(fn, inputs, grad_names), want)
-                case["ms"][provider] = 1e3 * seconds_per_call(functools.partial(_forward_backward, fn, inputs, grad_names), plan.device)
-            except Exception as error:  # recorded beside the others' times
-                case["errors"][provider] = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        results[name] = {"pass": "forward+backward" if grad_names else "forward",
+                         **_checked_timings(providers, reference, inputs, grad_names, plan.device)}
         torch._dynamo.reset()
-        results[name] = case
     return results
 
 
@@ -225,18 +236,9 @@ def attention(plan: Plan) -> dict:
         generator = torch.Generator(plan.device).manual_seed(0)
         q, k, v = (torch.randn(batch, n, heads, head_dim, device=plan.device, generator=generator).to(getattr(torch, plan.dtype))
                    .requires_grad_() for n in (q_tokens, k_tokens, k_tokens))
-        inputs = dict(q=q, k=k, v=v)
-        want = _forward_backward(attention_reference, inputs, ("q", "k", "v"))
-        case = {"shape": [batch, q_tokens, k_tokens, heads, head_dim], "ms": {}, "errors": {}}
-        for backend, fn in backends.items():
-            try:
-                check_close(_forward_backward(fn, inputs, ("q", "k", "v")), want)
-                if backend == "auto":
-                    case["auto_runs"] = last_attention_backend()
-                case["ms"][backend] = 1e3 * seconds_per_call(functools.partial(_forward_backward, fn, inputs, ("q", "k", "v")), plan.device)
-            except Exception as error:
-                case["errors"][backend] = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
-        results[name] = case
+        results[name] = {"shape": [batch, q_tokens, k_tokens, heads, head_dim],
+                         **_checked_timings(backends, attention_reference, dict(q=q, k=k, v=v), ("q", "k", "v"), plan.device),
+                         "auto_runs": last_attention_backend()}  # `auto` is timed last
     return results
 
 
@@ -277,8 +279,6 @@ def train_step(plan: Plan) -> dict:
 # ---- 5. smae propagate end to end ----
 
 def propagate(plan: Plan, work: Path) -> dict:
-    import json
-
     smae = [sys.executable, "-m", "smae"]
     synth = subprocess.run([*smae, "synth", "--out", str(work / "synth"), *plan.synth_args], cwd=REPO, capture_output=True, text=True)
     if synth.returncode != 0:
@@ -304,10 +304,7 @@ def environment(plan: Plan, argv: list[str]) -> dict:
     import torch
 
     def version(name):
-        try:
-            return __import__(name).__version__
-        except Exception:
-            return None
+        return importlib.util.find_spec(name) and importlib.metadata.version(name)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip() or None
     return {"device": torch.cuda.get_device_name() if plan.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
@@ -362,15 +359,16 @@ def render(record: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_readme(readme: Path, table: str) -> None:
-    from smae.atomic import write_text_atomic
+def readme_parts(readme: Path) -> tuple[str, str]:
+    """(text up to the begin marker, text from the end marker); UserError if the markers are not
+    there once each, in order."""
     from smae.errors import UserError
 
-    text = readme.read_text(encoding="utf-8")
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
         raise UserError(f"--write {readme}: needs one {BEGIN} line and one {END} line after it; add them where the table goes")
     head, rest = text.split(BEGIN)
-    write_text_atomic(readme, head + BEGIN + "\n" + table + END + rest.split(END, 1)[1])
+    return head + BEGIN + "\n", END + rest.split(END, 1)[1]
 
 
 def record(args, argv: list[str]) -> dict:
@@ -409,12 +407,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --out (make a record) or --render RECORD.json (table only)")
     if args.dry_run:  # before any kernel module loads
         os.environ["TRITON_INTERPRET"] = "1"
+    from smae.atomic import write_text_atomic
     from smae.errors import UserError
 
     try:
+        if args.write:
+            readme_parts(args.write)  # before a record that may take many minutes
         if args.render:
-            import json
-
+            if not args.render.is_file():
+                raise UserError(f"--render {args.render}: no such file; give a record.json that bench/record.py wrote")
             data = json.loads(args.render.read_text(encoding="utf-8"))
         else:
             args.out.mkdir(parents=True, exist_ok=True)
@@ -422,12 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         table = render(data)
         print(table)
         if args.write:
-            write_readme(args.write, table)
+            head, tail = readme_parts(args.write)
+            write_text_atomic(args.write, head + table + tail)
     except UserError as error:
         print(f"bench/record.py: {error}", file=sys.stderr)
         return 2
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

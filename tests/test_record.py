@@ -59,7 +59,8 @@ def test_dry_run_records_every_part(dry_run):
     assert suite["failed"][0].endswith("test_fails")
 
     kernels = parts["kernels"]["result"]
-    assert {name.split()[0] for name in kernels} == {"gather_visible", "scatter_visible", "masked_patch_loss", "propagate_labels"}
+    assert {name.split()[0] for name in kernels} == {"gather_patches", "gather_visible", "scatter_visible", "masked_patch_loss",
+                                                "propagate_labels"}
     for name, case in kernels.items():  # every provider checked and timed
         assert not case["errors"] and set(case["ms"]) == {"reference", "compile", "triton"}, (name, case)
         assert all(ms > 0 for ms in case["ms"].values())
@@ -97,6 +98,9 @@ def test_a_readme_without_markers_is_refused_and_left_as_it_was(tmp_path, capsys
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "device-record:begin" in error and str(tmp_path / "README.md") in error
     assert (tmp_path / "README.md").read_text() == "no markers here\n"
+    # refused before a record starts: nothing is measured or written
+    assert record.main(["--out", str(tmp_path / "out"), "--dry-run", "--write", str(tmp_path / "README.md")]) == 2
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_wrong_kernel_is_recorded_as_failing_and_not_timed(monkeypatch):
