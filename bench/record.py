@@ -25,6 +25,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -320,6 +321,15 @@ def _ratio_row(what: str, ms: dict, ours: str, others: tuple[str, ...]) -> str:
     return f"| {what} | " + " | ".join(cells) + f" | {ratio} |"
 
 
+def _not_timed(cases: dict) -> list[str]:
+    """One line per provider that failed its check or could not run, with the first reason."""
+    reasons = {}
+    for name, case in cases.items():
+        for provider, error in case["errors"].items():
+            reasons.setdefault(provider, f"{name}: {error[:160]}")
+    return [f"- not timed: {provider} ({reason})" for provider, reason in sorted(reasons.items())]
+
+
 def render(record: dict) -> str:
     """The README's GPU table: markdown, every figure from the record."""
     env, parts = record["environment"], record["parts"]
@@ -334,16 +344,17 @@ def render(record: dict) -> str:
                   f"{len(suite_result['failed'])} failed, {suite_result['skipped']} skipped.", ""]
     kernel_result = parts.get("kernels", {}).get("result")
     if kernel_result:
-        lines += ["| kernel, shape (pass) | triton ms | reference ms | torch.compile ms | speed-up on the faster |", "|---|---|---|---|---|"]
+        lines += ["| kernel, shape (pass) | triton ms | reference ms | torch.compile ms | triton's speed-up on the faster |",
+                  "|---|---|---|---|---|"]
         lines += [_ratio_row(f"{name} ({case['pass']})", case["ms"], "triton", ("reference", "compile")) for name, case in kernel_result.items()]
-        lines.append("")
+        lines += ["", *_not_timed(kernel_result), ""]
     attention_result = parts.get("attention", {}).get("result")
     if attention_result:
         names = sorted({b for case in attention_result.values() for b in case["ms"]})
         lines += ["| attention (B, Nq, Nk, H, Dh), forward+backward ms | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         lines += [f"| {name} {tuple(case['shape'])} | " + " | ".join(f"{case['ms'][n]:.3f}" if n in case["ms"] else "-" for n in names) + " |"
                   for name, case in attention_result.items()]
-        lines.append("")
+        lines += ["", *_not_timed(attention_result), ""]
     train_result = parts.get("train_step", {}).get("result")
     if train_result:
         lines += ["| training step | ms | pairs/s | TFLOP/s | MFU |", "|---|---|---|---|---|"]
@@ -356,7 +367,7 @@ def render(record: dict) -> str:
                   "| end to end | s | frames/s |", "|---|---|---|"]
         lines += [f"| `{run['command']}` | {run['wall_s']:.1f} | {run['frames_per_s']:.1f} |" if run["returncode"] == 0
                   else f"| `{run['command']}` | failed (exit {run['returncode']}) | - |" for run in propagate_result["runs"].values()]
-    return "\n".join(lines).rstrip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n"
 
 
 def readme_parts(readme: Path) -> tuple[str, str]:

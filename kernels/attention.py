@@ -104,7 +104,7 @@ def _resolve(chosen: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> 
     if chosen == "xformers":
         reasons = xformers_reasons(q, k, v)
         if reasons:
-            raise BackendUnavailable("attention: xformers was forced but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
+            raise BackendUnavailable("attention: xformers was asked for but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
     return chosen
 
 
