@@ -87,12 +87,14 @@ def dry_plan() -> Plan:
 
 # ---- the one timer and the one correctness rule ----
 
-def seconds_per_call(fn, device: str) -> float:
-    """Median seconds of one call of fn (warm-up included): do_bench on CUDA, a few calls on the CPU."""
+def seconds_per_call(fn, device: str, rep_ms: int = 1000) -> float:
+    """Median seconds of one call of fn: on CUDA do_bench's (CUDA events around each call, L2
+    cleared before it, calls for about rep_ms after a 100 ms warm-up); on the CPU of three calls
+    after one."""
     if device == "cuda":
         import triton.testing
 
-        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") / 1e3
+        return triton.testing.do_bench(fn, warmup=100, rep=rep_ms, return_mode="median") / 1e3
     fn()
     times = []
     for _ in range(3):
@@ -248,28 +250,28 @@ def attention(plan: Plan) -> dict:
 def train_step(plan: Plan) -> dict:
     import torch
 
-    from bench.bench_train_step import PEAK_FLOPS, PROVIDERS, _loss, _setup, step_flops
+    from bench.bench_train_step import PEAK_FLOPS, PROVIDERS, model_and_pairs, pair_loss, step_flops
     from smae.kernels import use_backend
 
     peak = PEAK_FLOPS.get(torch.cuda.get_device_name()) if plan.device == "cuda" else None
     results = {}
     for name, provider in plan.train_cases:
         shape, (backend, compiled) = plan.training[name], PROVIDERS[provider]
-        model, optimizer, (f1, f2) = _setup(shape, plan.device)
+        model, optimizer, (f1, f2) = model_and_pairs(shape, plan.device)
         network = torch.compile(model, backend=plan.compile_backend) if compiled else model
         seeds = iter(range(1, 10**9))
 
         def step():
-            _loss(network, f1, f2, next(seeds)).backward()  # a new mask each step, as in training
+            pair_loss(network, f1, f2, next(seeds)).backward()  # a new mask each step, as in training
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
         # fallback_random: inductor draws the masks as eager does, so the losses compare
         with torch._inductor.config.patch(fallback_random=True), use_backend(backend):
             with torch.no_grad(), use_backend("torch"):
-                want = _loss(model, f1, f2, seed=0)
-            check_close(_loss(network, f1, f2, seed=0), want)
-            seconds = seconds_per_call(step, plan.device)
+                want = pair_loss(model, f1, f2, seed=0)
+            check_close(pair_loss(network, f1, f2, seed=0), want)
+            seconds = seconds_per_call(step, plan.device, rep_ms=5000)  # steps take up to about a second
         flops = step_flops(model.config, shape["batch"], shape["img_size"])
         results[f"{name} {provider}"] = {"ms": 1e3 * seconds, "pairs_per_s": shape["batch"] / seconds,
                                          "tflops": flops / seconds / 1e12, "mfu": flops / seconds / peak if peak else None}
