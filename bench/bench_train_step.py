@@ -63,7 +63,7 @@ PROVIDERS = {  # name -> (kernel backend, compiled); eager first: the others rep
     "compile+fused": ("triton", True),
 }
 # (shape, provider): every provider at ViT-S/16; at ViT-S/8 the eager ones only, since a
-# whole-model compile costs about a minute per shape and the device record has nine minutes.
+# whole-model compile costs about a minute per shape (bench/record.py runs the batch-256 ones).
 CUDA_CASES = [(name, provider) for name, shape in TRAINING_SHAPES.items() for provider, (_, compiled) in PROVIDERS.items()
               if shape["preset"] in ("vits16", "vits8") and (shape["preset"] == "vits16" or not compiled)]
 CPU_SHAPE = dict(batch=16, img_size=64, preset="tiny")
