@@ -16,8 +16,6 @@ setup(
     python_requires=">=3.10",
     packages=["smae", "smae.kernels"] + [f"smae.{name}" for name in SUBPACKAGES],
     package_dir={"smae": "smae", "smae.kernels": "kernels"},
-    # Measured attention choices per GPU, written by the device record (kernels/attention_table.py).
-    package_data={"smae.kernels": ["attention_table.json"]},
     install_requires=[
         "torch>=2.6",  # torch.serialization.safe_globals with (callable, "module.name") entries (smae.models.checkpoint_file)
         "einops>=0.7",
@@ -37,7 +35,11 @@ setup(
         "triton": ["triton>=3.6"],
         # xformers pins an exact torch (CUDA) build, so it is opt-in.
         "xformers": ["xformers"],
-        "test": ["triton>=3.6", "pytest>=8.0", "pytest-benchmark>=4.0"],
+        # pytest-benchmark 5.3.1 is the first that runs under pytest 9.2 (earlier ones raise
+        # AttributeError on every benchmark: they read the removed `node._nodeid`), and since 5.3.0
+        # `--benchmark-json` writes its file only when a benchmark ran. The floor upgrades a
+        # machine that keeps an older one (pip upgrades only what a requirement excludes).
+        "test": ["triton>=3.6", "pytest>=8.1", "pytest-benchmark>=5.3.1"],
     },
     entry_points={"console_scripts": ["smae=smae.cli:main"]},
 )

@@ -63,7 +63,7 @@ PROVIDERS = {  # name -> (kernel backend, compiled); eager first: the others rep
     "compile+fused": ("triton", True),
 }
 # (shape, provider): every provider at ViT-S/16; at ViT-S/8 the eager ones only, since a
-# whole-model compile costs about a minute per shape and the device record has nine minutes.
+# whole-model compile costs about a minute per shape (bench/record.py runs the batch-256 ones).
 CUDA_CASES = [(name, provider) for name, shape in TRAINING_SHAPES.items() for provider, (_, compiled) in PROVIDERS.items()
               if shape["preset"] in ("vits16", "vits8") and (shape["preset"] == "vits16" or not compiled)]
 CPU_SHAPE = dict(batch=16, img_size=64, preset="tiny")
@@ -76,7 +76,7 @@ def step_flops(config: ModelConfig, batch: int, img_size: int) -> int:
         raise ValueError("the count is written for the cross-self decoder and an unmasked past frame")
     pixels, length = 3 * enc.patch_size**2, (img_size // enc.patch_size) ** 2
     kept = max(1, int(length * (1 - config.mask_ratio)))
-    E, D, hE, hD = enc.embed_dim, dec.embed_dim, int(enc.embed_dim * enc.mlp_ratio), int(dec.embed_dim * dec.mlp_ratio)
+    E, D, hE, hD = enc.embed_dim, dec.embed_dim, int(enc.embed_dim * enc.mlp_ratio), dec.mlp_hidden
     n1, n2, N = 1 + length, 1 + kept, 1 + length
 
     def encoder(n: int) -> int:
@@ -91,7 +91,9 @@ def step_flops(config: ModelConfig, batch: int, img_size: int) -> int:
     return batch * (3 * forward - patch_embed)
 
 
-def _setup(shape: dict, device: str):
+def model_and_pairs(shape: dict, device: str):
+    """A seeded model of shape["preset"], its AdamW as in training, and a pair of random frames
+    f1, f2 (batch, 3, img_size, img_size) on `device`."""
     torch.manual_seed(0)
     model = smae.build_model(shape["preset"]).to(device)
     optimizer = build_optimizer(model, effective_lr(1.5e-4, shape["batch"]), weight_decay=0.05, betas=(0.9, 0.95))
@@ -101,7 +103,8 @@ def _setup(shape: dict, device: str):
     return model, optimizer, frames
 
 
-def _loss(network, f1, f2, seed: int) -> torch.Tensor:
+def pair_loss(network, f1, f2, seed: int) -> torch.Tensor:
+    """The training loss of a pair, masks drawn from `seed` (bf16 autocast on CUDA)."""
     device = f1.device
     with mask_seed(device, seed), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         loss, _, _ = network(f1, f2)
@@ -110,18 +113,18 @@ def _loss(network, f1, f2, seed: int) -> torch.Tensor:
 
 def _run_case(benchmark, shape: dict, provider: str, device: str, group: str) -> None:
     backend, compiled = PROVIDERS[provider]
-    model, optimizer, (f1, f2) = _setup(shape, device)
+    model, optimizer, (f1, f2) = model_and_pairs(shape, device)
     network = torch.compile(model) if compiled else model
     with torch._inductor.config.patch(fallback_random=True), use_backend(backend):
         with torch.no_grad(), use_backend("torch"):
-            want = _loss(model, f1, f2, seed=0)
-        loss = _loss(network, f1, f2, seed=0)  # compiles here
+            want = pair_loss(model, f1, f2, seed=0)
+        loss = pair_loss(network, f1, f2, seed=0)  # compiles here
         tolerance = 2e-2 if device == "cuda" else 1e-4  # bf16 autocast on CUDA
         torch.testing.assert_close(loss.detach(), want, atol=tolerance, rtol=tolerance)
         seeds = iter(range(1, 10**6))
 
         def step():
-            loss = _loss(network, f1, f2, next(seeds))  # a new mask each step, as in training
+            loss = pair_loss(network, f1, f2, next(seeds))  # a new mask each step, as in training
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -148,9 +151,9 @@ def test_train_step_speed(benchmark, shape_name, provider):
 @pytest.mark.cpu_ok
 @pytest.mark.parametrize("provider", ["eager", "compile"])
 def test_train_step_speed_cpu(benchmark, provider):
-    model, _, (f1, f2) = _setup(CPU_SHAPE, "cpu")
+    model, _, (f1, f2) = model_and_pairs(CPU_SHAPE, "cpu")
     with FlopCounterMode(display=False) as counter, use_backend("torch"), use_attention_backend("math"):
-        _loss(model, f1, f2, seed=0).backward()
+        pair_loss(model, f1, f2, seed=0).backward()
     written = step_flops(model.config, CPU_SHAPE["batch"], CPU_SHAPE["img_size"])
     assert abs(written / counter.get_total_flops() - 1) < 0.01, (written, counter.get_total_flops())
     _run_case(benchmark, CPU_SHAPE, provider, "cpu", "train step tiny-b16 (cpu)")

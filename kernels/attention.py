@@ -15,13 +15,13 @@ Backends (switch `SMAE_ATTENTION=auto|xformers|sdpa|math`, `set_attention_backen
 - xformers: `xformers.ops.memory_efficient_attention` (CUDA only);
 - sdpa: `torch.nn.functional.scaled_dot_product_attention` (any device);
 - math: `attention_reference`, float64 softmax(QK^T/sqrt(d))V, the specification;
-- auto: on CUDA, the backend measured fastest for the case in `attention_table.json` (see
-  `attention_table.py`; SDPA where nothing was measured), SDPA elsewhere.
+- auto: sdpa. PyTorch's SDPA dispatches to its flash, memory-efficient and cuDNN kernels, the
+  ones xformers itself dispatches to on Hopper without FlashAttention-3; xformers runs when
+  asked for (`python bench/record.py` times both on a GPU).
 `last_attention_backend()` says which backend the latest call ran.
 
-Decided once: xformers is imported on its first use only (never on the CPU, never by `auto`
-before a measurement picks it), and the outcome is kept; the table is read once. The per-call
-choice reads only the switch, the device, the dtype and the shapes, so `torch.compile` traces
+Decided once: xformers is imported when first asked for (never by `auto`), and the outcome is
+kept. The per-call choice reads only the switch, so `torch.compile` traces
 it without a graph break.
 """
 from __future__ import annotations
@@ -29,7 +29,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import attention_table
 from .backend import ATTENTION, BackendUnavailable
 
 _last_backend: str | None = None
@@ -98,27 +97,14 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -
     return out.transpose(1, 2)
 
 
-@torch.compiler.assume_constant_result
-def _measured_choice(device_index: int, dtype: str, head_dim: int, q_tokens: int, k_tokens: int) -> str:
-    """`auto`'s backend for a CUDA case (a constant to torch.compile: it reads a file and the
-    device name, and is the same for the same arguments)."""
-    return attention_table.choose(torch.cuda.get_device_name(device_index), dtype, head_dim, q_tokens, k_tokens)
-
-
 def _resolve(chosen: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
-    """The backend that runs: 'math', 'sdpa' or 'xformers' (raises when xformers is forced but cannot run)."""
+    """The backend that runs: 'math', 'sdpa' or 'xformers' (raises when xformers is asked for but cannot run)."""
     if chosen == "auto":
-        if q.device.type != "cuda":
-            return "sdpa"
-        dtype = str(q.dtype).removeprefix("torch.")
-        chosen = _measured_choice(q.device.index or 0, dtype, q.shape[-1], q.shape[1], k.shape[1])
-        if chosen == "xformers" and xformers_reasons(q, k, v):
-            return "sdpa"  # measured elsewhere on a machine where it ran; not here
-        return chosen
+        return "sdpa"
     if chosen == "xformers":
         reasons = xformers_reasons(q, k, v)
         if reasons:
-            raise BackendUnavailable("attention: xformers was forced but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
+            raise BackendUnavailable("attention: xformers was asked for but cannot run:\n" + "\n".join(f"  - {r}" for r in reasons))
     return chosen
 
 
@@ -135,15 +121,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str
     chosen = _resolve(requested, q, k, v)
     if chosen == "xformers":
         memory_efficient_attention, _ = _import_xformers()
-        try:
-            out = memory_efficient_attention(q, k, v, p=dropout_p)
-        except NotImplementedError:
-            # xformers found no operator for these inputs (head dim, alignment, ...).
-            if requested == "xformers":
-                raise
-        else:
-            _last_backend = "xformers"
-            return out
+        _last_backend = "xformers"
+        return memory_efficient_attention(q, k, v, p=dropout_p)
     if chosen == "math":
         _last_backend = "math"
         return attention_reference(q, k, v, dropout_p)

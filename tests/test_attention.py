@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import smae.kernels as K
-from smae.kernels import attention_table
 
 
 def softmax_attention_float64(q, k, v):
@@ -52,47 +51,3 @@ def test_bad_shapes_are_rejected():
         K.attention(torch.randn(1, 4, 2, 8), torch.randn(1, 4, 2, 4), torch.randn(1, 4, 2, 4))
     with pytest.raises(ValueError, match="not one of"):
         K.attention(torch.randn(1, 4, 2, 8), torch.randn(1, 4, 2, 8), torch.randn(1, 4, 2, 8), backend="flash")
-
-
-def _measured(table, device="NVIDIA H200", dtype="bfloat16", head_dim=64, q_tokens=197, k_tokens=197, **seconds):
-    return attention_table.record_timings(table, device, dtype, head_dim, q_tokens, k_tokens, seconds)
-
-
-def test_table_records_the_fastest_backend_per_case_and_replaces_old_rows():
-    table = _measured({}, sdpa=2e-4, xformers=1e-4)
-    table = _measured(table, q_tokens=50, sdpa=1e-4, xformers=3e-4)
-    table = _measured(table, sdpa=1e-4, xformers=2e-4)  # re-measured: replaces the first row
-    rows = table["NVIDIA H200"]
-    assert [(row["q_tokens"], row["best"]) for row in rows] == [(50, "sdpa"), (197, "sdpa")]
-    with pytest.raises(ValueError, match="no timings"):
-        _measured({}, math=1e-4)
-
-
-def test_lookup_takes_the_nearest_case_within_a_factor_of_two_else_nothing():
-    table = _measured(_measured({}, sdpa=2e-4, xformers=1e-4), q_tokens=10, k_tokens=10, sdpa=1e-4, xformers=2e-4)
-    look = lambda **case: attention_table.lookup(table, **{**dict(device="NVIDIA H200", dtype="bfloat16", head_dim=64,
-                                                                   q_tokens=197, k_tokens=197), **case})
-    assert look() == "xformers"
-    assert look(q_tokens=300, k_tokens=120) == "xformers"  # nearest: the 197 x 197 row
-    assert look(q_tokens=12, k_tokens=9) == "sdpa"  # nearest: the 10 x 10 row
-    assert look(q_tokens=50, k_tokens=50) is None  # 4x from both rows
-    assert look(dtype="float16") is None and look(head_dim=32) is None and look(device="NVIDIA A100") is None
-
-
-def test_table_round_trips_through_its_file_and_unmeasured_cases_get_sdpa(tmp_path, monkeypatch):
-    path = tmp_path / "attention_table.json"
-    table = _measured({}, sdpa=2e-4, xformers=1e-4)
-    attention_table.save_table(table, path)
-    assert attention_table.load_table(path) == table
-    assert attention_table.load_table(tmp_path / "missing.json") == {}
-    monkeypatch.setattr(attention_table, "_loaded", table)  # as if read from the package's file
-    assert attention_table.choose("NVIDIA H200", "bfloat16", 64, 197, 197) == "xformers"
-    assert attention_table.choose("NVIDIA H200", "bfloat16", 64, 1000, 1000) == "sdpa"
-
-
-def test_the_shipped_table_is_well_formed():
-    for device, rows in attention_table.load_table().items():
-        assert isinstance(device, str) and rows
-        for row in rows:
-            assert row["best"] in attention_table.MEASURED_BACKENDS
-            assert row["best"] == min(row["seconds"], key=row["seconds"].get)

@@ -11,7 +11,8 @@ from PIL import Image
 from pretrain_fixtures import coded_frames, write_mp4
 
 from smae.data.gpu_decode import StoreJpegPairDataset, crop_flip_normalize, jpeg_decode_device
-from smae.data.pairs import PairKey, StorePairDataset, collate_pairs, open_pair_dataset, pair_batch_to_device
+from smae.data.pair_source import open_pair_dataset, pair_batch_to_device
+from smae.data.pairs import PairKey, StorePairDataset, collate_pairs
 from smae.data.prepare import prepare
 from smae.data.store import FrameStore
 from smae.data.transforms import PairAugment

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from pretrain_fixtures import CODE_STEP, coded_frames, small_config, write_frame_folder, write_mp4
 
-from smae.data.pairs import FramePairDataset, PairKey, StorePairDataset, open_pair_dataset, pair_batch_to_device
+from smae.data.pair_source import open_pair_dataset, pair_batch_to_device
+from smae.data.pairs import FramePairDataset, PairKey, StorePairDataset
 from smae.data.prepare import fitted_size, prepare
 from smae.data.store import FrameStore, encode_jpeg
 from smae.data.transforms import PairAugment

@@ -7,9 +7,8 @@ core, while one H200 consumes thousands (README, "Loader rate and model step rat
 The draws are those of StorePairDataset (same generator, same order), so a key gives the same
 frames, crops and flips either way; pixels differ slightly (another resizer).
 
-Not run on a GPU yet: the machines that built this had neither CUDA nor torchvision. The crop,
-flip and normalisation run on any device and are tested on the CPU with a CPU decode standing
-in for nvJPEG.
+The crop, flip and normalisation run on any device; the suite tests them on the CPU with a CPU
+decode standing in for nvJPEG (no GPU figures for this path yet).
 """
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 
 from smae.errors import UserError
 
-from .store import FrameStore, StoreVideo, is_store
-from .transforms import PairAugment, crop_jpegs, normalize_uint8
-from .video import VideoError, VideoSource, find_videos, open_video
+from .store import FrameStore, StoreVideo
+from .transforms import PairAugment, crop_jpegs
+from .video import VideoError, VideoSource, open_video
 
 # Replacement videos tried per item before the data is declared unusable; with a third of the
 # files broken, 64 failures in a row happen with probability 3^-64.
@@ -49,7 +49,7 @@ def sample_pair_indices(rng: np.random.Generator, num_frames: int, gap_range: tu
 class FramePairDataset(Dataset):
     """Items: {"f1", "f2": (R, 3, S, S) float32 normalised (uint8 pixels from a store), "frames":
     (R, 2) int64 frame indices, "skipped": [(path, reason), ...] of videos passed over}; R =
-    repeats, S = augment.size. pair_batch_to_device turns a collated batch into model inputs."""
+    repeats, S = augment.size. smae.data.pair_source.pair_batch_to_device turns a collated batch into model inputs."""
 
     def __init__(self, sources: list[VideoSource], augment: PairAugment, gap_range: tuple[int, int] = (4, 48),
                  repeats: int = 2, seed: int = 0):
@@ -136,19 +136,6 @@ class StorePairDataset(FramePairDataset):
         return {"f1": both[:, 0].contiguous(), "f2": both[:, 1].contiguous(), "frames": torch.tensor(pairs, dtype=torch.int64)}
 
 
-def open_pair_dataset(data: str, augment: PairAugment, gap_range: tuple[int, int], repeats: int,
-                      seed: int) -> FramePairDataset:
-    """The pair dataset of `--data`: a prepared store (smae prepare) or videos (a folder, a video
-    file or a list file). A store's JPEGs are decoded in the workers, or with SMAE_JPEG_DECODE=cuda
-    in the training process on the GPU (smae.data.gpu_decode)."""
-    if is_store(data):
-        from .gpu_decode import StoreJpegPairDataset, jpeg_decode_device
-
-        kind = StoreJpegPairDataset if jpeg_decode_device() == "cuda" else StorePairDataset
-        return kind(FrameStore(data), augment, gap_range, repeats, seed)
-    return FramePairDataset(find_videos(data), augment, gap_range, repeats, seed)
-
-
 def unreadable_message(num_videos: int, skipped: list[tuple[str, str]]) -> str:
     """What to tell when an item found no readable video: true for one video or many."""
     failed = dict(skipped)
@@ -171,15 +158,3 @@ def collate_pairs(items: list[dict]) -> dict:
         else:
             batch[key] = first
     return batch
-
-
-def pair_batch_to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """f1, f2 (B*R, 3, S, S) float32 normalised on `device`: moved there (and normalised there if
-    they come as uint8 pixels), or decoded there from JPEGs."""
-    if "jpegs" in batch:
-        from .gpu_decode import decode_pairs
-
-        return decode_pairs(batch, device)
-    frames = [batch[key].to(device, non_blocking=device.type == "cuda") for key in ("f1", "f2")]
-    f1, f2 = [normalize_uint8(f) if f.dtype == torch.uint8 else f for f in frames]
-    return f1, f2

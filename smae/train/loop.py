@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from smae.config import to_dict
-from smae.data.pairs import FramePairDataset, PairKey, collate_pairs, open_pair_dataset, pair_batch_to_device
+from smae.data.pair_source import open_pair_dataset, pair_batch_to_device
+from smae.data.pairs import FramePairDataset, PairKey, collate_pairs
 from smae.data.transforms import PairAugment
 from smae.progress import progress_bar
 from smae.atomic import write_json_atomic
