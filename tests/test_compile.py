@@ -7,17 +7,18 @@ import pytest
 import torch
 
 import smae
+from kernel_cases import cuda
 from pretrain_fixtures import small_config
 from smae.kernels import use_backend
 from smae.models import SiamMAE
 
 
 @pytest.fixture
-def tiny_inputs():
+def tiny_inputs(device):
     torch.manual_seed(0)
-    model = smae.build_model("tiny")
+    model = smae.build_model("tiny").to(device)
     generator = torch.Generator().manual_seed(1)
-    f1, f2 = (torch.randn(2, 3, 64, 64, generator=generator) for _ in range(2))
+    f1, f2 = (torch.randn(2, 3, 64, 64, generator=generator).to(device) for _ in range(2))
     yield model, f1, f2
     torch._dynamo.reset()
 
@@ -34,6 +35,7 @@ def test_tiny_model_has_no_graph_break_with_the_reference_kernels(tiny_inputs):
 
 
 @pytest.mark.slow
+@cuda
 def test_tiny_model_has_no_graph_break_with_the_triton_kernels(tiny_inputs):
     # On the CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, conftest): the custom
     # ops are opaque to dynamo, so it never traces into Triton's launcher.
@@ -42,13 +44,14 @@ def test_tiny_model_has_no_graph_break_with_the_triton_kernels(tiny_inputs):
 
 
 @pytest.mark.slow
-def test_compiled_triton_ops_match_eager_forward_and_backward():
+@cuda
+def test_compiled_triton_ops_match_eager_forward_and_backward(device):
     """aot_eager: dynamo and AOTAutograd trace the custom ops through their fake implementations
     and autograd formulas (what inductor does too), without inductor's code generation. A small
     model: the interpreter runs every kernel of both passes twice."""
     torch.manual_seed(0)
-    model = SiamMAE(small_config().model)
-    f1, f2 = (torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2))
+    model = SiamMAE(small_config().model).to(device)
+    f1, f2 = (torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device) for seed in (1, 2))
     with use_backend("triton"):
         torch.manual_seed(2)
         loss, pred, _ = model(f1, f2)
