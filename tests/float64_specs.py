@@ -1,49 +1,64 @@
 """Independent float64 formulations of the kernels' specifications, written as loops so they
-share no code with the references they check."""
+share no code with the references they check.
+
+The kernel specs take `dtype`, the precision they compute in: float64 (the default) is the
+specification; a lower one gives plain PyTorch's own error in that precision, the baseline of
+the tolerance rule (tests/tolerance.py) when a reference is checked against them."""
 import torch
 
 
-def mae_loss_float64(pred, imgs, mask, patch_size, norm_pix=True, eps=1e-6):
+def mae_loss_float64(pred, imgs, mask, patch_size, norm_pix=True, eps=1e-6, dtype=torch.float64):
     """Per patch with explicit loops over the grid: patch pixels in (p, q, c) order."""
     batch, channels, height, width = imgs.shape
     grid_w = width // patch_size
-    total, count = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    total, count = torch.zeros((), dtype=dtype), torch.zeros((), dtype=dtype)
     for b in range(batch):
         for l in range(mask.shape[1]):
             i, j = divmod(l, grid_w)
             patch = imgs[b, :, i * patch_size:(i + 1) * patch_size, j * patch_size:(j + 1) * patch_size]
-            target = patch.double().permute(1, 2, 0).reshape(-1)  # (p, q, c)
+            target = patch.to(dtype).permute(1, 2, 0).reshape(-1)  # (p, q, c)
             if norm_pix:
                 n = target.numel()
                 mean = target.sum() / n
                 var = ((target - mean) ** 2).sum() / (n - 1)
                 target = (target - mean) / torch.sqrt(var + eps)
-            error = ((pred[b, l].double() - target) ** 2).mean()
-            total = total + error * mask[b, l].double()
-            count = count + mask[b, l].double()
+            error = ((pred[b, l].to(dtype) - target) ** 2).mean()
+            total = total + error * mask[b, l].to(dtype)
+            count = count + mask[b, l].to(dtype)
     return total / count
 
 
-def loop_gather(tokens, ids_keep, pos):
-    """tokens[b, ids_keep[b, k]] + pos[ids_keep[b, k]], one element row at a time."""
-    out = torch.empty(ids_keep.shape + tokens.shape[-1:], dtype=torch.float64)
+def loop_gather(tokens, ids_keep, pos, dtype=torch.float64):
+    """tokens[b, ids_keep[b, k]] (+ pos[ids_keep[b, k]] unless pos is None), one row at a time."""
+    out = torch.empty(ids_keep.shape + tokens.shape[-1:], dtype=dtype, device=tokens.device)
     for b in range(ids_keep.shape[0]):
         for k, index in enumerate(ids_keep[b].tolist()):
-            out[b, k] = tokens[b, index].double() + pos[index].double()
+            out[b, k] = tokens[b, index].to(dtype) + (0 if pos is None else pos[index].to(dtype))
     return out
 
 
-def loop_scatter(visible, ids_restore, mask_token, pos, prefix):
+def loop_patches(imgs, ids_keep, size, dtype=torch.float64):
+    """(B, K, C*p*p): each kept patch sliced out of the image, flattened (c, p, q)."""
+    width = imgs.shape[-1] // size
+    rows = []
+    for b in range(ids_keep.shape[0]):
+        for index in ids_keep[b].tolist():
+            i, j = divmod(index, width)
+            rows.append(imgs[b, :, i * size:(i + 1) * size, j * size:(j + 1) * size].to(dtype).reshape(-1))
+    return torch.stack(rows).reshape(ids_keep.shape[0], ids_keep.shape[1], -1)
+
+
+def loop_scatter(visible, ids_restore, mask_token, pos, prefix, dtype=torch.float64):
     """MAE's unshuffle with the mask token and position embeddings, one row at a time."""
     batch, length = ids_restore.shape
-    out = torch.empty(batch, prefix + length, visible.shape[-1], dtype=torch.float64)
+    out = torch.empty(batch, prefix + length, visible.shape[-1], dtype=dtype, device=visible.device)
     kept = visible.shape[1] - prefix
     for b in range(batch):
-        out[b, :prefix] = visible[b, :prefix].double()
+        out[b, :prefix] = visible[b, :prefix].to(dtype)
         for l in range(length):
             rank = ids_restore[b, l].item()
-            out[b, prefix + l] = visible[b, prefix + rank].double() if rank < kept else mask_token.double()
-    return out + pos.double()
+            out[b, prefix + l] = visible[b, prefix + rank].to(dtype) if rank < kept else mask_token.to(dtype)
+    return out + pos.to(dtype)
 
 
 # --- SiamMAE forward pass, written from the papers and CropMAE's models/SiamMAE.py -------------

@@ -1,18 +1,23 @@
-"""Shared tables for kernel tests: the dtypes a kernel can be checked in on this machine and
-the tolerances per dtype (one table; each loosened entry says why)."""
+"""Shared parametrisation of the kernel tests: the dtypes a kernel is checked in and the `cuda`
+marker. Tolerances: tests/tolerance.py (one rule for every kernel test).
+
+Every case that runs a Triton kernel carries the `cuda` marker: on a CUDA machine
+`pytest -m cuda` runs every kernel in every dtype natively; without one the same cases run in
+Triton's interpreter (conftest.py), except those that need a GPU (bf16, large shapes), skipped.
+"""
+import pytest
 import torch
 
 ON_GPU = torch.cuda.is_available()
 
+cuda = pytest.mark.cuda
+# Cases that only a GPU can run; marked `cuda` too, so the GPU record selects them.
+needs_gpu = [cuda, pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")]
+
 # The Triton interpreter computes bf16 tl.dot wrongly and rounds float32 -> bfloat16 by truncation
 # (a GPU rounds to nearest, as torch does), so bf16 is checked on a GPU only.
-KERNEL_DTYPES = [torch.float32, torch.float16, torch.bfloat16] if ON_GPU else [torch.float32, torch.float16]
-
-TOLERANCES = {
-    torch.float64: dict(atol=1e-10, rtol=1e-10),
-    # Summation order differs from the reference's; TF32 is not used by these element-wise kernels.
-    torch.float32: dict(atol=1e-5, rtol=1e-5),
-    # Outputs are rounded to 10 / 7 mantissa bits: one ulp at magnitude ~4 is 4e-3 / 3e-2.
-    torch.float16: dict(atol=5e-3, rtol=5e-3),
-    torch.bfloat16: dict(atol=3e-2, rtol=3e-2),
-}
+KERNEL_DTYPES = [
+    pytest.param(torch.float32, id="float32", marks=cuda),
+    pytest.param(torch.float16, id="float16", marks=cuda),
+    pytest.param(torch.bfloat16, id="bfloat16", marks=needs_gpu),
+]

@@ -1,48 +1,54 @@
 """propagate_labels: the chunked reference and the fused Triton kernel against a naive float64
-formulation that materialises everything and picks each query's keys one query at a time."""
+formulation that materialises everything and picks each query's keys one query at a time; the
+kernel in fp32 and fp16 (interpreted without a GPU) and bf16 (GPU); dispatch. (Propagation is an
+evaluation op with no backward, called eagerly: it has no custom operator.)
+Tolerances: tests/tolerance.py (the output is a convex combination of labels in [0, 1]; a swap
+of two picks, what a low-precision top-k would cause, moves it by ~1e-2, far above the bound)."""
 import pytest
 import torch
 
 from smae.kernels import BackendUnavailable, propagate_labels, propagate_labels_reference, use_backend
-from kernel_cases import KERNEL_DTYPES, ON_GPU
-
-# Output tolerances, each from the problem: the output is a convex combination of labels in
-# [0, 1], so an absolute error bound is the meaningful one. The Triton path picks candidates with
-# fp16 / bf16 products but re-scores the kept ones in fp32, so it is held to the same bounds: a
-# swap of two picks (what a low-precision top-k would cause) moves the output by ~1e-2.
-OUTPUT_TOLERANCE = {
-    # fp32 scores differ from the float64 ones by ~1e-7; softmax and the label sum keep that scale.
-    torch.float32: dict(atol=2e-5, rtol=0),
-    # Features rounded to fp16 / bf16 *before* both computations, so only fp32 accumulation
-    # order differs; the output itself is always fp32.
-    torch.float16: dict(atol=2e-5, rtol=0),
-    torch.bfloat16: dict(atol=2e-5, rtol=0),
-}
+from kernel_cases import KERNEL_DTYPES, cuda, needs_gpu
+from tolerance import assert_within_pytorch_error
 
 
-def dense_propagation(query, keys, labels, *, grid, topk, temperature, radius=None, window="circle", global_frames=1):
-    """Float64, everything materialised, each query's allowed keys listed and sorted explicitly."""
+def dense_propagation(query, keys, labels, *, grid, topk, temperature, radius=None, window="circle", global_frames=1,
+                      dtype=torch.float64):
+    """Everything materialised, each query's allowed keys listed and sorted explicitly; computed
+    in `dtype` (float64: the specification; float32: plain PyTorch's own error in float32)."""
     h, w = grid
     frames, n, _ = keys.shape
-    cells = torch.tensor([(i, j) for i in range(h) for j in range(w)], dtype=torch.float64)
+    device = query.device
+    cells = torch.tensor([(i, j) for i in range(h) for j in range(w)], dtype=torch.float64, device=device)
     offsets = cells[:, None, :] - cells[None, :, :]  # (N, N, 2)
     if radius is None:
-        near = torch.ones(n, n, dtype=torch.bool)
+        near = torch.ones(n, n, dtype=torch.bool, device=device)
     elif window == "circle":
         near = (offsets**2).sum(-1) < radius**2
     else:
         near = (offsets.abs() <= radius).all(-1)
-    is_global = (torch.arange(frames) < global_frames)[None, :, None]
+    is_global = (torch.arange(frames, device=device) < global_frames)[None, :, None]
     allowed = (near[:, None, :] | is_global).reshape(n, frames * n)  # (N, T * N)
-    scores = query.double() @ keys.double().reshape(frames * n, -1).T  # (N, T * N)
-    flat_labels = labels.double().reshape(frames * n, -1)
-    out = torch.empty(n, labels.shape[-1], dtype=torch.float64)
+    scores = query.to(dtype) @ keys.to(dtype).reshape(frames * n, -1).T  # (N, T * N)
+    flat_labels = labels.to(dtype).reshape(frames * n, -1)
+    out = torch.empty(n, labels.shape[-1], dtype=dtype, device=device)
     for q in range(n):
         candidates = allowed[q].nonzero().squeeze(1)
         chosen = candidates[scores[q, candidates].argsort(descending=True)[:topk]]
         weights = (scores[q, chosen] / temperature).softmax(0)
         out[q] = weights @ flat_labels[chosen]
     return out
+
+
+def assert_matches_dense(actual, query, keys, labels, baseline=None, **args):
+    """actual against the float64 dense formulation, within 2x the error of `baseline` (default:
+    the dense formulation computed in float32, what plain PyTorch gets in the reference's
+    precision)."""
+    exact = dense_propagation(query, keys, labels, **args)
+    if baseline is None:
+        baseline = dense_propagation(query, keys, labels, **args, dtype=torch.float32)
+    assert actual.dtype == torch.float32
+    assert_within_pytorch_error(actual, exact, baseline, "propagation")
 
 
 def random_inputs(grid, frames, channels, classes, dtype=torch.float32, device="cpu", seed=0):
@@ -76,11 +82,10 @@ def test_reference_matches_dense(window, radius, global_frames, frames, topk, ch
     grid = (7, 9)
     query, keys, labels = random_inputs(grid, frames, channels=16, classes=3, seed=frames * 100 + topk)
     args = dict(grid=grid, topk=topk, temperature=0.07, radius=radius, window=window, global_frames=global_frames)
-    expected = dense_propagation(query, keys, labels, **args)
     budget = {} if chunk_bytes is None else dict(chunk_bytes=chunk_bytes)
     actual = propagate_labels_reference(query, keys, labels, **args, **budget)
-    assert actual.dtype == torch.float32 and actual.shape == (63, 3)
-    torch.testing.assert_close(actual, expected.float(), **OUTPUT_TOLERANCE[torch.float32])
+    assert actual.shape == (63, 3)
+    assert_matches_dense(actual, query, keys, labels, **args)
 
 
 @pytest.mark.parametrize("feature_dtype", [torch.float16, torch.bfloat16])
@@ -90,10 +95,8 @@ def test_reference_low_precision_inputs(feature_dtype, label_dtype):
     query, keys, labels = random_inputs(grid, 4, channels=24, classes=5, dtype=feature_dtype, seed=7)
     labels = labels.to(label_dtype)
     args = dict(grid=grid, topk=7, temperature=0.1, radius=2, window="circle", global_frames=1)
-    expected = dense_propagation(query, keys, labels, **args)  # on the same rounded inputs
     actual = propagate_labels_reference(query, keys, labels, **args)
-    assert actual.dtype == torch.float32
-    torch.testing.assert_close(actual, expected.float(), **OUTPUT_TOLERANCE[feature_dtype])
+    assert_matches_dense(actual, query, keys, labels, **args)  # on the same rounded inputs
 
 
 def test_fewer_allowed_keys_than_topk_uses_all_allowed():
@@ -101,8 +104,9 @@ def test_fewer_allowed_keys_than_topk_uses_all_allowed():
     output is exactly that key's label whatever topk asks for."""
     grid = (5, 4)
     query, keys, labels = random_inputs(grid, 1, channels=8, classes=3, seed=3)
-    out = propagate_labels_reference(query, keys, labels, grid=grid, topk=10, temperature=0.1, radius=1, global_frames=0)
-    torch.testing.assert_close(out, labels[0], atol=1e-6, rtol=0)
+    args = dict(grid=grid, topk=10, temperature=0.1, radius=1, global_frames=0)
+    out = propagate_labels_reference(query, keys, labels, **args)
+    assert_within_pytorch_error(out, labels[0].double(), dense_propagation(query, keys, labels, **args, dtype=torch.float32), "own label")
 
 
 @pytest.mark.parametrize("radius,global_frames", [(None, 1), (3, 1), (2, 0)])
@@ -112,8 +116,8 @@ def test_tiny_chunk_budget_gives_the_same_result(radius, global_frames):
     args = dict(grid=grid, topk=5, temperature=0.1, radius=radius, global_frames=global_frames)
     whole = propagate_labels_reference(query, keys, labels, **args, chunk_bytes=2**40)
     tiny = propagate_labels_reference(query, keys, labels, **args, chunk_bytes=1)  # one query per chunk
-    torch.testing.assert_close(tiny, whole, atol=1e-6, rtol=0)
-    torch.testing.assert_close(whole, dense_propagation(query, keys, labels, **args).float(), **OUTPUT_TOLERANCE[torch.float32])
+    for actual in (whole, tiny):
+        assert_matches_dense(actual, query, keys, labels, **args)
 
 
 @pytest.mark.parametrize("radius", [None, 3])
@@ -131,7 +135,7 @@ def test_chunks_stay_within_the_budget(radius, monkeypatch):
                         lambda self, scores, key_index: chunk_sizes.append(scores.numel() * 4) or original_add(self, scores, key_index))
     chunked = propagate_labels_reference(query, keys, labels, **args, chunk_bytes=budget)
     assert len(chunk_sizes) > 4 and max(chunk_sizes) <= budget
-    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+    assert_within_pytorch_error(chunked, dense_propagation(query, keys, labels, **args), whole, "chunked")
 
 
 def test_non_contiguous_inputs():
@@ -141,7 +145,7 @@ def test_non_contiguous_inputs():
     strided_keys = keys.transpose(0, 1).contiguous().transpose(0, 1)  # same values, (N, T, C) memory
     strided_labels = labels.transpose(0, 1).contiguous().transpose(0, 1)
     out = propagate_labels_reference(query.T.contiguous().T, strided_keys, strided_labels, **args)
-    torch.testing.assert_close(out, dense_propagation(query, keys, labels, **args).float(), **OUTPUT_TOLERANCE[torch.float32])
+    assert_matches_dense(out, query, keys, labels, **args)
 
 
 BAD_ARGUMENTS = [
@@ -185,34 +189,32 @@ def test_triton_matches_dense(dtype, grid, frames, channels, classes, topk, wind
     args = dict(grid=grid, topk=topk, temperature=0.07, radius=radius, window=window, global_frames=global_frames)
     with use_backend("triton"):
         actual = propagate_labels(query, keys, labels, **args)
-    expected = dense_propagation(query.cpu(), keys.cpu(), labels.cpu(), **args)
-    assert actual.dtype == torch.float32
-    torch.testing.assert_close(actual.cpu(), expected.float(), **OUTPUT_TOLERANCE[dtype])
+    assert_matches_dense(actual, query, keys, labels, propagate_labels_reference(query, keys, labels, **args), **args)
 
 
+@cuda
 def test_triton_non_contiguous_and_half_labels(device):
     grid = (6, 9)
     query, keys, labels = random_inputs(grid, 3, channels=32, classes=6, device=device, seed=9)
     args = dict(grid=grid, topk=6, temperature=0.1, radius=2, window="circle", global_frames=1)
-    expected = dense_propagation(query.cpu(), keys.cpu(), labels.half().cpu(), **args)
+    labels = labels.half()
     strided_keys = keys.transpose(0, 1).contiguous().transpose(0, 1)
     with use_backend("triton"):
-        actual = propagate_labels(query.T.contiguous().T, strided_keys, labels.half()[..., :], **args)
-    torch.testing.assert_close(actual.cpu(), expected.float(), **OUTPUT_TOLERANCE[torch.float32])
+        actual = propagate_labels(query.T.contiguous().T, strided_keys, labels[..., :], **args)
+    assert_matches_dense(actual, query, keys, labels, propagate_labels_reference(query, keys, labels, **args), **args)
 
 
-@pytest.mark.skipif(not ON_GPU, reason="DAVIS-size shapes are too slow for the Triton interpreter")
-@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+@pytest.mark.parametrize("dtype", [pytest.param(p.values[0], id=p.id, marks=needs_gpu) for p in KERNEL_DTYPES])
 def test_triton_matches_reference_at_davis_size(dtype, device):
+    """DAVIS-size shapes: too slow for the Triton interpreter, so on a GPU only."""
     grid = (30, 55)  # ViT-S/16 at 480x880
     query, keys, labels = random_inputs(grid, 21, channels=384, classes=8, dtype=dtype, device=device, seed=1)
     args = dict(grid=grid, topk=7, temperature=0.7, radius=20, window="circle", global_frames=1)
     with use_backend("triton"):
         actual = propagate_labels(query, keys, labels, **args)
-    expected = propagate_labels_reference(query, keys, labels, **args)
     # The kept top-k is re-scored in fp32, so only a true top-k key that fell out of the fast
     # candidates (more than MARGIN near-ties) could move the output; none should at this size.
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+    assert_matches_dense(actual, query, keys, labels, propagate_labels_reference(query, keys, labels, **args), **args)
 
 
 UNSUPPORTED = [
@@ -235,9 +237,10 @@ def test_forced_triton_lists_why_it_cannot_run(reason, change, device):
         propagate_labels(query, keys, labels, **args)
     with use_backend("auto"):  # auto falls back to the reference instead
         torch.testing.assert_close(propagate_labels(query, keys, labels, **args),
-                                   propagate_labels_reference(query, keys, labels, **args))
+                                   propagate_labels_reference(query, keys, labels, **args), rtol=0, atol=0)
 
 
+@cuda
 def test_triton_rescore_orders_keys_fp16_cannot_tell_apart(device):
     """12 keys whose scores differ by 2e-5, below fp16's resolution at 0.9 (4.9e-4): the fast
     products tie, the fp32 re-score must still rank them as the float64 reference does."""
@@ -254,10 +257,10 @@ def test_triton_rescore_orders_keys_fp16_cannot_tell_apart(device):
     args = dict(grid=grid, topk=topk, temperature=1e-4, radius=None)
     with use_backend("triton"):
         actual = propagate_labels(query.to(device), keys.to(device), labels.to(device), **args)
-    torch.testing.assert_close(actual.cpu(), dense_propagation(query, keys, labels, **args).float(),
-                               **OUTPUT_TOLERANCE[torch.float32])
+    assert_matches_dense(actual.cpu(), query, keys, labels, propagate_labels_reference(query, keys, labels, **args), **args)
 
 
+@cuda
 @pytest.mark.parametrize("splits,radius,global_frames", [(2, None, 1), (3, 3, 1), (8, 2.5, 0)])
 def test_triton_split_walks_merge_to_the_same_result(splits, radius, global_frames, device):
     """The key walk split over programs (as on a GPU with many processors) and merged after."""
@@ -267,5 +270,4 @@ def test_triton_split_walks_merge_to_the_same_result(splits, radius, global_fram
     query, keys, labels = random_inputs(grid, 2, channels=24, classes=3, device=device, seed=4)
     args = dict(grid=grid, topk=6, temperature=0.1, radius=radius, window="circle", global_frames=global_frames)
     actual = propagate_labels_triton(query, keys, labels, **args, splits=splits)
-    torch.testing.assert_close(actual.cpu(), dense_propagation(query.cpu(), keys.cpu(), labels.cpu(), **args).float(),
-                               **OUTPUT_TOLERANCE[torch.float32])
+    assert_matches_dense(actual, query, keys, labels, propagate_labels_reference(query, keys, labels, **args), **args)

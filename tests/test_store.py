@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 
 import numpy as np
 import pytest
@@ -90,18 +89,33 @@ def _coded_corpus(folder, count=6):
     return folder
 
 
+# Loaded by every Python process of the killed run (PYTHONPATH), the spawned worker included:
+# after the first frame of the fourth shard, the whole process group is killed, as a machine going
+# down would kill it: at a fixed point, whatever the machine's load.
+KILL_IN_THE_FOURTH_SHARD = """
+import os, signal
+from smae.data import store
+add_frame = store.ShardWriter.add_frame
+def add_frame_then_die(self, row, frame, jpeg):
+    add_frame(self, row, frame, jpeg)
+    if self.stem == store.shard_stem(3):
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+store.ShardWriter.add_frame = add_frame_then_die
+"""
+
+
 def test_a_killed_prepare_resumes_to_the_same_store(tmp_path):
     corpus = _coded_corpus(tmp_path / "corpus", count=10)
     prepare(corpus, tmp_path / "whole", workers=1, progress=False)
     command = [sys.executable, "-m", "smae", "prepare", "--data", str(corpus), "--out", str(tmp_path / "killed"), "--workers", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "killed").glob("shard-00000[2-9].json")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)  # the worker too, as a machine going down would
-    process.wait()
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_IN_THE_FOURTH_SHARD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     finished = sorted(p.name for p in (tmp_path / "killed").glob("shard-*.json"))
-    assert 3 <= len(finished) < 11, finished  # killed part way
+    assert finished == [f"shard-{i:06d}.json" for i in range(3)], finished  # killed part way
+    assert list((tmp_path / "killed").glob(".shard-000003.tar.tmp-*"))  # in the middle of the fourth
     kept = {name: (tmp_path / "killed" / name.replace(".json", ".tar")).stat().st_mtime_ns for name in finished}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
