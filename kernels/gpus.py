@@ -17,6 +17,7 @@ sm_120's 100 KiB per SM and 99 KiB per block match CUTLASS's `sm120_smem_capacit
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from typing import Iterable
 
 import torch
@@ -26,6 +27,18 @@ KIB = 1024
 # Triton's NVIDIA backend lowers to PTX for sm_70 and newer (Volta on); older chips get PyTorch.
 TRITON_MIN_CAPABILITY = 70
 BF16_MIN_CAPABILITY = 80  # bf16 arithmetic (and bf16 tensor-core MMA) starts with Ampere
+
+
+def _installed_version(package: str) -> tuple[int, int] | None:
+    """(major, minor) of an installed package, read from its metadata (nothing is imported)."""
+    try:
+        major, minor = importlib.metadata.version(package).split(".")[:2]
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return int(major), int(minor)
+
+
+TRITON_VERSION = _installed_version("triton")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,9 @@ import triton.language as tl
 
 ELEMENTS_PER_PROGRAM = 4096  # patches per program = this / (next_pow2(p*p) * next_pow2(C)): 4 at p=16, 16 at p=8
 NUM_WARPS = 8  # 16 values per thread of each (BLOCK_P, pixels, channels) tile
+# Without the gradient store, ptxas fits 8 warps into 64 registers and spills 4 bytes at p = 8
+# in fp16 on sm_90; 4 warps take 96 registers and none (tests/gpu_budget.py, Triton 3.9).
+NUM_WARPS_NO_GRAD = 4
 
 
 @triton.jit
@@ -93,6 +96,7 @@ def patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, *, store_gra
         batch * length, length, width // patch_size, numel, eps,
         *pred.stride(), *imgs.stride(), *mask.stride(), *grad_strides,
         PATCH=patch_size, CHANNELS=channels, NORM_PIX=norm_pix, STORE_GRAD=store_grad,
-        BLOCK_P=block_p, PIXELS_PAD=pixels_pad, CHANNELS_PAD=channels_pad, num_warps=NUM_WARPS,
+        BLOCK_P=block_p, PIXELS_PAD=pixels_pad, CHANNELS_PAD=channels_pad,
+        num_warps=NUM_WARPS if store_grad else NUM_WARPS_NO_GRAD,
     )
     return partials, (grad if store_grad else None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .gpus import GpuLimits, programs_per_sm
+from .gpus import TRITON_VERSION, GpuLimits, programs_per_sm
 
 QUERY_TILES = ((8, 8), (4, 8), (4, 4))  # query cells (rows, columns) per program, largest first
 KEY_TILE = (2, 16)  # 32 key cells: 2 grid rows of 16 (a window row is ~2 * radius wide)
@@ -27,12 +27,16 @@ MARGIN = 8  # extra fast-score candidates kept per query beyond topk (at least; 
 MAX_SPLITS = 16  # the merge holds SPLITS_PAD * CAND candidates per query
 MIN_UNITS_PER_SPLIT = 16  # fewer key tiles per program and the launch costs more than it spreads
 MIN_PROGRAMS_PER_SM = 2  # resident programs wanted per SM: one hides the other's loads
+MMA_BARRIER_BYTES = 8
 # The re-score gathers (BLOCK_Q, CAND, 16 channels) key values per step: 2048, 16 a thread
 # (twice that spilled 8 bytes under Triton 3.6 at 60x110, tests/gpu_budget.py).
 RESCORE_QUERIES_X_CAND = 128
 # Triton (3.6, 3.9) emits mma.sync for tl.dot from sm_80 on and FMA loops before: measured by
 # tests/gpu_budget.py --fallbacks (the candidates kernel then spills on sm_70 and sm_75).
 TENSOR_CORE_DOT_MIN_CAPABILITY = 80
+# Triton 3.6 aborts compiling the candidates kernel for sm_100 (TritonNvidiaGPUOptimizeTMemLayouts);
+# 3.9 builds it (tests/gpu_budget.py under each); 3.7 and 3.8 were not checked.
+BLACKWELL_DOT_MIN_TRITON = (3, 9)
 
 
 def window_reach(radius: float, window: str) -> int:
@@ -60,10 +64,11 @@ def channel_parts(channels: int) -> tuple[int, int]:
 
 
 def candidates_shared_bytes(query_tile: tuple[int, int], channels: int) -> int:
-    """Shared memory of one candidates program: fp16 query tile (Q, C_HI + C_LO) + key part (C_HI, K).
-    ptxas at 8x8, C = 384: 65536 bytes on every target (64 x 384 x 2 + 256 x 32 x 2)."""
+    """Shared memory of one candidates program: fp16 query tile (Q, C_HI + C_LO) + key part
+    (C_HI, K) + the mbarrier sm_100's tensor-core MMA completes on. Triton at 8x8, C = 384:
+    65536 bytes from sm_80 to sm_90 and sm_120 (64 x 384 x 2 + 256 x 32 x 2), 65544 on sm_100."""
     c_hi, c_lo = channel_parts(channels)
-    return 2 * (query_tile[0] * query_tile[1] * (c_hi + c_lo) + c_hi * KEY_TILE[0] * KEY_TILE[1])
+    return 2 * (query_tile[0] * query_tile[1] * (c_hi + c_lo) + c_hi * KEY_TILE[0] * KEY_TILE[1]) + MMA_BARRIER_BYTES
 
 
 def resident_by_shared(gpu: GpuLimits, shared: int) -> int:
@@ -83,9 +88,15 @@ def query_tile_for(gpu: GpuLimits | None, channels: int) -> tuple[int, int] | No
     return (roomy or fitting or [None])[0]
 
 
-def propagation_gpu_reasons(gpu: GpuLimits, channels: int) -> list[str]:
-    """Why the fused propagation should not run on this GPU with C channels; [] when it can."""
+def propagation_gpu_reasons(gpu: GpuLimits, channels: int,
+                            triton_version: tuple[int, int] | None = TRITON_VERSION) -> list[str]:
+    """Why the fused propagation should not run on this GPU with C channels (and this Triton);
+    [] when it can."""
     reasons = []
+    if gpu.capability // 10 == 10 and triton_version is not None and triton_version < BLACKWELL_DOT_MIN_TRITON:
+        reasons.append(f"Triton {triton_version[0]}.{triton_version[1]} fails to compile the candidates kernel for "
+                       f"{gpu.target} (an MLIR pass on its tensor-memory layouts aborts); Triton "
+                       f"{BLACKWELL_DOT_MIN_TRITON[0]}.{BLACKWELL_DOT_MIN_TRITON[1]} builds it")
     if gpu.capability < TENSOR_CORE_DOT_MIN_CAPABILITY:
         reasons.append(f"{gpu.target}: Triton lowers the candidates kernel's tl.dot to FMA before "
                        f"sm_{TENSOR_CORE_DOT_MIN_CAPABILITY} (no tensor cores; cuBLAS uses them)")

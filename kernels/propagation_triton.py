@@ -22,6 +22,9 @@ of the same numbers. fp32 features are rounded once to fp16 after an exact power
 drop out if more than `margin` other keys sit within ~2 * 2^-11 * |q| |k| of the k-th score, and
 then they are near-ties whose swap moves the output by about their weight difference.
 
+Tiles, splits and warps come from `propagation_plan.plan_propagation` for the GPU in hand
+(docs/kernels.md says how they are chosen per target).
+
 Loops over run-time bounds are `while` loops: Triton 3.6's interpreter cannot run `range()`
 over a run-time integer under NumPy >= 2.4 (it converts a 1-element array to a Python int).
 

@@ -46,6 +46,7 @@ from bench.shapes import PROPAGATION_SHAPES, TRAINING_SHAPES  # noqa: E402
 from smae.kernels import masking_triton, patch_loss_triton, propagation_triton  # noqa: E402
 from smae.kernels.gpus import TARGETS, GpuLimits, programs_per_sm  # noqa: E402
 from smae.kernels.propagation_plan import propagation_gpu_reasons  # noqa: E402
+from smae.kernels.support import gpu_support  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -148,9 +149,10 @@ PROPAGATION_KERNELS = ("_candidates_kernel", "_rescore_kernel")
 
 
 def _resource_usage(cubin: bytes) -> dict:
-    """`cuobjdump --dump-resource-usage` of the cubin Triton's own ptxas made: registers per
-    thread, stack bytes per thread (spills: Triton kernels have no other local memory) and
-    static shared memory."""
+    """`cuobjdump --dump-resource-usage` of the cubin Triton's own ptxas made (with Triton's
+    flags: a separate `ptxas -v` without them can miss spills): registers per thread, stack
+    bytes per thread (spills: Triton kernels have no other local memory) and static shared
+    memory (1 KiB on sm_90 and newer cubins: counted, so programs per SM err low)."""
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "kernel.cubin")
@@ -186,7 +188,13 @@ def budget_rows(gpu: GpuLimits, dtype_names: list[str], fallbacks: bool = False)
     rows, seen = [], {}
     propagation_served = not propagation_gpu_reasons(gpu, CHANNELS)
     for launch in record_launches(gpu, target_dtypes(gpu, dtype_names), fallbacks):
-        kernel = _compile(launch, backend, target)
+        try:
+            kernel = _compile(launch, backend, target)
+        except RuntimeError as error:  # Triton cannot build it for this target: a row that says so
+            rows.append(dict(target=gpu.target, kernel=launch["kernel"], cases=[launch["case"]], grids=[list(launch["grid"])],
+                             error=str(error).splitlines()[0],
+                             served=propagation_served or launch["kernel"] not in PROPAGATION_KERNELS))
+            continue
         if kernel.hash in seen:  # the same variant from another case
             seen[kernel.hash]["cases"].append(launch["case"])
             seen[kernel.hash]["grids"].append(list(launch["grid"]))
@@ -195,7 +203,7 @@ def budget_rows(gpu: GpuLimits, dtype_names: list[str], fallbacks: bool = False)
         usage = _resource_usage(kernel.asm["cubin"])
         shared = metadata.shared + usage["static_shared"]
         row = dict(target=gpu.target, kernel=launch["kernel"], cases=[launch["case"]], warps=metadata.num_warps,
-                   stages=metadata.num_stages, shared=shared, registers=usage["registers"], stack=usage["stack"],
+                   stages=metadata.num_stages, shared=shared, dynamic_shared=metadata.shared, registers=usage["registers"], stack=usage["stack"],
                    programs_per_sm=programs_per_sm(gpu, usage["registers"], shared, metadata.num_warps),
                    mma=_mma(kernel.asm["ptx"]), constexprs={key: value for key, value in launch["kwargs"].items()
                                                              if key.isupper() and isinstance(value, int)},
@@ -211,12 +219,14 @@ def format_table(gpu: GpuLimits, rows: list[dict]) -> str:
              f"({gpu.shared_per_block // 1024} KiB per block), {gpu.threads_per_sm} threads, {gpu.blocks_per_sm} blocks",
              f"{'kernel':30} {'warps':>5} {'regs':>5} {'stack':>6} {'smem':>7} {'prog/SM':>7} {'mma':>7} {'grid':>12}  cases"]
     for row in rows:
+        if "error" in row:
+            lines.append(f"{row['kernel']:30} does not compile: {row['error']}  {'; '.join(row['cases'])}")
+            continue
         grid = "x".join(str(side) for side in row["grids"][0])
         cases = "; ".join(row["cases"]) + ("" if row["served"] else "  (PyTorch runs it here)")
         lines.append(f"{row['kernel']:30} {row['warps']:5} {row['registers']:5} {row['stack']:6} {row['shared']:7} "
                      f"{row['programs_per_sm']:7} {row['mma']:>7} {grid:>12}  {cases}")
-    reasons = propagation_gpu_reasons(gpu, CHANNELS)
-    lines.append(f"propagate_labels at C = {CHANNELS}: " + ("fused kernels" if not reasons else "PyTorch: " + "; ".join(reasons)))
+    lines.append("dispatch: " + gpu_support(gpu, CHANNELS))
     return "\n".join(lines)
 
 

@@ -108,3 +108,10 @@ def test_every_query_tile_computes_the_reference(tile, device):
     actual = propagate_labels_triton(query, keys, labels, **args, query_tile=tile, splits=2)
     torch.testing.assert_close(actual.cpu(), propagate_labels_reference(query, keys, labels, **args).cpu(),
                                atol=2e-5, rtol=0)
+
+
+def test_blackwell_propagation_needs_triton_3_9():
+    """Triton 3.6 aborts compiling the candidates kernel for sm_100 (tests/gpu_budget.py under it)."""
+    old, new = propagation_gpu_reasons(TARGETS["sm_100"], 384, (3, 6)), propagation_gpu_reasons(TARGETS["sm_100"], 384, (3, 9))
+    assert len(old) == 1 and "Triton 3.6 fails to compile the candidates kernel for sm_100" in old[0]
+    assert new == [] and propagation_gpu_reasons(TARGETS["sm_90"], 384, (3, 6)) == []
