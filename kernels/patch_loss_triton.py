@@ -24,9 +24,10 @@ import triton.language as tl
 
 ELEMENTS_PER_PROGRAM = 4096  # patches per program = this / (next_pow2(p*p) * next_pow2(C)): 4 at p=16, 16 at p=8
 NUM_WARPS = 8  # 16 values per thread of each (BLOCK_P, pixels, channels) tile
-# Without the gradient store, ptxas fits 8 warps into 64 registers and spills 4 bytes at p = 8
-# in fp16 on sm_90; 4 warps take 96 registers and none (tests/gpu_budget.py, Triton 3.9).
-NUM_WARPS_NO_GRAD = 4
+# Without the gradient store (the evaluation loss) ptxas squeezes the full tile into 64
+# registers and spills at p = 8 in fp16 (sm_90 with Triton 3.9, sm_70 / sm_75 / sm_80 with 4
+# warps under 3.6); half the patches per program spill nowhere (tests/gpu_budget.py, both).
+NO_GRAD_ELEMENTS_PER_PROGRAM = ELEMENTS_PER_PROGRAM // 2
 
 
 @triton.jit
@@ -81,7 +82,8 @@ def patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, *, store_gra
     batch, channels, height, width = imgs.shape
     length, numel = pred.shape[1], pred.shape[2]
     pixels_pad, channels_pad = triton.next_power_of_2(patch_size * patch_size), triton.next_power_of_2(channels)
-    block_p = patches_per_program or max(1, ELEMENTS_PER_PROGRAM // (pixels_pad * channels_pad))
+    elements = ELEMENTS_PER_PROGRAM if store_grad else NO_GRAD_ELEMENTS_PER_PROGRAM
+    block_p = patches_per_program or max(1, elements // (pixels_pad * channels_pad))
     programs = triton.cdiv(batch * length, block_p)
     if partials is None:
         partials = torch.empty(programs, 2, device=pred.device, dtype=torch.float32)
@@ -96,7 +98,6 @@ def patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, *, store_gra
         batch * length, length, width // patch_size, numel, eps,
         *pred.stride(), *imgs.stride(), *mask.stride(), *grad_strides,
         PATCH=patch_size, CHANNELS=channels, NORM_PIX=norm_pix, STORE_GRAD=store_grad,
-        BLOCK_P=block_p, PIXELS_PAD=pixels_pad, CHANNELS_PAD=channels_pad,
-        num_warps=NUM_WARPS if store_grad else NUM_WARPS_NO_GRAD,
+        BLOCK_P=block_p, PIXELS_PAD=pixels_pad, CHANNELS_PAD=channels_pad, num_warps=NUM_WARPS,
     )
     return partials, (grad if store_grad else None)

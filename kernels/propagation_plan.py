@@ -6,10 +6,10 @@ for it. Plain Python, no Triton: plans are tested on the CPU for every target in
 `gpus.TARGETS` (tests/test_gpu_launch_plans.py), and the compiled kernels are checked
 against them (tests/test_gpu_budget.py).
 
-Shared memory of one `_candidates_kernel` program (measured with ptxas for every target, see
-`candidates_shared_bytes`): the fp16 query tile stays resident, Q x C, plus one key part,
+Shared memory of one `_candidates_kernel` program (as Triton allocates it on every target,
+tests/gpu_budget.py; see `candidates_shared_bytes`): the fp16 query tile stays resident, Q x C, plus one key part,
 C_HI x (KI * KJ). The walk is a `while` loop, which Triton does not software-pipeline, so
-num_stages does not change it. The query tile is the largest of QUERY_TILES that leaves room
+num_stages does not change it (the launcher leaves Triton's default). The query tile is the largest of QUERY_TILES that leaves room
 for MIN_PROGRAMS_PER_SM programs: 8x8 (64 rows: one Hopper warpgroup MMA) where shared
 memory allows (sm_80, sm_90, sm_100), 4x8 on 100 KiB parts (sm_86, sm_89, sm_120) and on
 sm_70, 4x4 on sm_75's 64 KiB.
@@ -27,7 +27,7 @@ MARGIN = 8  # extra fast-score candidates kept per query beyond topk (at least; 
 MAX_SPLITS = 16  # the merge holds SPLITS_PAD * CAND candidates per query
 MIN_UNITS_PER_SPLIT = 16  # fewer key tiles per program and the launch costs more than it spreads
 MIN_PROGRAMS_PER_SM = 2  # resident programs wanted per SM: one hides the other's loads
-MMA_BARRIER_BYTES = 8
+MMA_BARRIER_BYTES = 8  # sm_100: the mbarrier its tensor-core MMA (tcgen05) completes on
 # The re-score gathers (BLOCK_Q, CAND, 16 channels) key values per step: 2048, 16 a thread
 # (twice that spilled 8 bytes under Triton 3.6 at 60x110, tests/gpu_budget.py).
 RESCORE_QUERIES_X_CAND = 128
