@@ -121,13 +121,14 @@ def _peak_extra_bytes(fn, device: str) -> int:
 
 def _triton_plan(shape: dict, device) -> dict:
     """The fused kernels' launch plan for this shape on this GPU: query tiles, splits, candidates."""
-    from smae.kernels import propagation_triton
-    from smae.kernels.propagation import window_reach
+    from smae.kernels.gpus import gpu_limits
+    from smae.kernels.propagation_plan import plan_propagation, window_reach
 
     reach = window_reach(shape["radius"], shape["window"])
-    plan = propagation_triton.plan_launch(shape["grid"], shape["frames"], shape["global_frames"], reach,
-                                          propagation_triton._processors(device))
-    return dict(**plan, candidates=propagation_triton.candidate_count(shape["topk"]))
+    plan = plan_propagation(gpu_limits(torch.device(device)), shape["grid"], shape["frames"], shape["global_frames"],
+                            reach, shape["channels"], shape["topk"])
+    return dict(query_tiles=plan.query_tiles, splits=plan.splits, candidates=plan.candidates,
+                query_tile=list(plan.query_tile))
 
 
 def _cases():

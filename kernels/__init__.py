@@ -22,12 +22,14 @@ from .masking import (
 )
 from .patch_loss import masked_patch_loss, masked_patch_loss_reference, patchify, unpatchify
 from .propagation import propagate_labels, propagate_labels_reference
+from .support import describe_gpu
 
 __all__ = [
     "BackendUnavailable",
     "attention",
     "attention_reference",
     "check_switches",
+    "describe_gpu",
     "gather_patches",
     "gather_patches_reference",
     "gather_visible",

@@ -25,6 +25,8 @@ from typing import Iterator, Sequence
 
 import torch
 
+from .gpus import gpu_limits, gpu_reasons
+
 
 class BackendUnavailable(RuntimeError):
     """A forced backend cannot take the given inputs; the message lists why."""
@@ -101,16 +103,20 @@ TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def triton_device_reasons(*tensors: torch.Tensor) -> list[str]:
-    """Why Triton cannot run on these tensors at all (missing package, wrong device); [] if it can."""
+    """Why Triton cannot run on these tensors at all (missing package, wrong device, a GPU the
+    kernels cannot serve: `gpus.gpu_reasons`); [] if it can."""
     if not TRITON_INSTALLED:
         return ["the triton package is not installed (pip install 'smae[triton]')"]
     if interpreter_enabled():
         return []
-    return [
+    reasons = [
         f"input {i} is on {t.device}, not CUDA (set TRITON_INTERPRET=1 to run Triton on the CPU)"
         for i, t in enumerate(tensors)
         if t.device.type != "cuda"
     ]
+    if reasons:
+        return reasons
+    return gpu_reasons(gpu_limits(tensors[0].device), (t.dtype for t in tensors))
 
 
 def use_triton(op: str, reasons: list[str]) -> bool:

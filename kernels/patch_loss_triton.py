@@ -24,6 +24,10 @@ import triton.language as tl
 
 ELEMENTS_PER_PROGRAM = 4096  # patches per program = this / (next_pow2(p*p) * next_pow2(C)): 4 at p=16, 16 at p=8
 NUM_WARPS = 8  # 16 values per thread of each (BLOCK_P, pixels, channels) tile
+# Without the gradient store (the evaluation loss) ptxas squeezes the full tile into 64
+# registers and spills at p = 8 in fp16 (sm_90 with Triton 3.9, sm_70 / sm_75 / sm_80 with 4
+# warps under 3.6); half the patches per program spill nowhere (tests/gpu_budget.py, both).
+NO_GRAD_ELEMENTS_PER_PROGRAM = ELEMENTS_PER_PROGRAM // 2
 
 
 @triton.jit
@@ -78,7 +82,8 @@ def patch_loss_forward(pred, imgs, mask, patch_size, norm_pix, eps, *, store_gra
     batch, channels, height, width = imgs.shape
     length, numel = pred.shape[1], pred.shape[2]
     pixels_pad, channels_pad = triton.next_power_of_2(patch_size * patch_size), triton.next_power_of_2(channels)
-    block_p = patches_per_program or max(1, ELEMENTS_PER_PROGRAM // (pixels_pad * channels_pad))
+    elements = ELEMENTS_PER_PROGRAM if store_grad else NO_GRAD_ELEMENTS_PER_PROGRAM
+    block_p = patches_per_program or max(1, elements // (pixels_pad * channels_pad))
     programs = triton.cdiv(batch * length, block_p)
     if partials is None:
         partials = torch.empty(programs, 2, device=pred.device, dtype=torch.float32)

@@ -28,11 +28,12 @@ Labels move at most T * N * K elements, the output N * K.
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 
 from .backend import interpreter_enabled, triton_device_reasons, use_triton
+from .gpus import gpu_limits
+from .propagation_plan import propagation_gpu_reasons, window_reach
 
 WINDOWS = ("circle", "square")
 
@@ -42,13 +43,6 @@ DEFAULT_CHUNK_BYTES = 128 * 2**20
 # smaller tiles waste less of each key box but give the matmul fewer rows and mean more,
 # smaller ops (each a parallel region: costly when the CPU is shared).
 PREFERRED_TILE = 16
-
-
-def window_reach(radius: float, window: str) -> int:
-    """The largest grid offset |di| (with dj = 0) the window allows: the key box half-width."""
-    if window == "circle":
-        return math.ceil(radius) - 1  # d^2 < r^2
-    return math.floor(radius)  # |d| <= r
 
 
 def window_mask(query_rows: torch.Tensor, query_cols: torch.Tensor, key_rows: torch.Tensor, key_cols: torch.Tensor,
@@ -192,10 +186,10 @@ def _check_inputs(query, keys, labels, grid, topk, temperature, radius, window, 
 
 
 FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# What the fused kernels are built and tested for: the running candidates are a (64, CAND)
+# What the fused kernels are built and tested for: the running candidates are a (Q, CAND)
 # register tile, CAND = next_pow2(topk + 8) <= 64, and the output a (Q, K) one. The query tile
-# (64 x C, fp16) stays resident: at sm_90, C = 384 fits 2-3 programs per SM, C = 768 one
-# (228 registers, 128 KiB shared), C = 1024 spills (tests/sm90_budget.py, Triton 3.9).
+# (Q x C, fp16) stays resident in shared memory; propagation_plan.py picks Q per GPU so that
+# two programs fit an SM (tests/gpu_budget.py compiles C = 384 for every target).
 MAX_TOPK = 32
 MAX_CHANNELS = 768
 MAX_CLASSES = 64
@@ -217,6 +211,8 @@ def _triton_reasons(query: torch.Tensor, keys: torch.Tensor, labels: torch.Tenso
             reasons.append(f"{name} is {tensor.dtype}, not fp32 / fp16 / bf16")
     if interpreter_enabled() and query.dtype == torch.bfloat16:
         reasons.append("bf16 features under TRITON_INTERPRET=1 (the interpreter computes bf16 tl.dot wrongly)")
+    if query.device.type == "cuda":
+        reasons += propagation_gpu_reasons(gpu_limits(query.device), query.shape[1])
     if max(query.numel(), keys.numel(), labels.numel()) >= 2**31:
         reasons.append("an input has >= 2**31 elements (the kernel's offsets are int32)")
     if any(t.requires_grad for t in (query, keys, labels)):

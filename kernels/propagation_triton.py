@@ -22,6 +22,9 @@ of the same numbers. fp32 features are rounded once to fp16 after an exact power
 drop out if more than `margin` other keys sit within ~2 * 2^-11 * |q| |k| of the k-th score, and
 then they are near-ties whose swap moves the output by about their weight difference.
 
+Tiles, splits and warps come from `propagation_plan.plan_propagation` for the GPU in hand
+(docs/kernels.md says how they are chosen per target).
+
 Loops over run-time bounds are `while` loops: Triton 3.6's interpreter cannot run `range()`
 over a run-time integer under NumPy >= 2.4 (it converts a 1-element array to a Python int).
 
@@ -34,7 +37,8 @@ import triton
 import triton.language as tl
 
 from .backend import interpreter_enabled
-from .propagation import window_reach
+from .gpus import device_gpu
+from .propagation_plan import KEY_TILE, channel_parts, plan_propagation, window_reach
 
 
 @triton.jit
@@ -229,51 +233,8 @@ def _rescore_kernel(
     tl.store(out_ptr + query[:, None] * stride_on + class_lane[None, :], out, mask=q_ok[:, None] & class_ok[None, :])
 
 
-QUERY_TILE = (8, 8)  # 64 query cells: the M of one Hopper warpgroup MMA (wgmma needs M = 64)
-KEY_TILE = (2, 16)  # 32 key cells: 2 grid rows of 16 (a window row is ~2 * radius wide)
-MARGIN = 8  # extra fast-score candidates kept per query beyond topk (at least; CAND is a power of 2)
-MAX_SPLITS = 16  # the merge holds SPLITS_PAD * CAND candidates per query
-MIN_UNITS_PER_SPLIT = 16  # fewer key tiles per program and the launch costs more than it spreads
-# The re-score gathers (BLOCK_Q, CAND, RESCORE_CHANNELS) key values per step: 2048, 16 a thread
-# (twice that spilled 8 bytes under Triton 3.6 at 60x110, tests/sm90_budget.py).
-RESCORE_QUERIES_X_CAND = 128
 INTERPRETER_BLOCK_Q = 64  # the interpreter pays per op, not per element: fewest programs is fastest
 RESCORE_CHANNELS = 16
-
-
-def candidate_count(topk: int) -> int:
-    """CAND: the fast-score candidates kept per query (a power of two >= topk + MARGIN)."""
-    return triton.next_power_of_2(topk + MARGIN)
-
-
-def channel_parts(channels: int) -> tuple[int, int]:
-    """(C_HI, C_LO): C as the largest power of two in it plus a padded rest (or 0), each >= 16
-    (tl.dot's least K). 384 = 256 + 128, 768 = 512 + 256, 20 -> 16 + 16."""
-    c_hi = max(16, 1 << (channels.bit_length() - 1))
-    rest = channels - c_hi
-    return c_hi, (max(16, triton.next_power_of_2(rest)) if rest > 0 else 0)
-
-
-def _processors(device: torch.device) -> int:
-    """Streaming multiprocessors to fill; 1 in the interpreter, where fewest programs is fastest."""
-    if device.type != "cuda":
-        return 1
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def plan_launch(grid: tuple[int, int], frames: int, global_frames: int, reach: int, processors: int) -> dict:
-    """Query tiles and the split count: enough programs for about two per processor, each with
-    at least MIN_UNITS_PER_SPLIT key tiles to walk."""
-    h, w = grid
-    qi, qj = QUERY_TILE
-    ki, kj = KEY_TILE
-    query_tiles = triton.cdiv(h, qi) * triton.cdiv(w, qj)
-    box_rows, box_cols = min(qi + 2 * reach, h), min(qj + 2 * reach, w)
-    units = global_frames * triton.cdiv(h, ki) * triton.cdiv(w, kj) + (frames - global_frames) * (
-        triton.cdiv(box_rows, ki) * triton.cdiv(box_cols, kj))
-    wanted = triton.cdiv(2 * processors, query_tiles)
-    splits = max(1, min(MAX_SPLITS, wanted, units // MIN_UNITS_PER_SPLIT))
-    return dict(query_tiles=query_tiles, splits=splits)
 
 
 def fast_features(features: torch.Tensor) -> torch.Tensor:
@@ -286,10 +247,13 @@ def fast_features(features: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(features, -exponent).to(torch.float16).contiguous()
 
 
-def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, radius, window, global_frames, splits=None):
+def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, radius, window, global_frames,
+                            splits=None, query_tile=None):
     """Launcher; inputs already checked (kernels/propagation.py). Returns (N, K) float32.
 
-    splits: the number of programs per query tile (None: chosen by `plan_launch`).
+    The launch follows `plan_propagation` for the device in hand (the interpreter: one program
+    per query tile); `splits` and `query_tile` override the plan (tests cover every tile and
+    uneven splits on the CPU).
     """
     h, w = grid
     frames, n, channels = keys.shape
@@ -299,24 +263,24 @@ def propagate_labels_triton(query, keys, labels, *, grid, topk, temperature, rad
     else:
         reach = window_reach(radius, window)
     global_frames = min(global_frames, frames)
-    cand = candidate_count(topk)
-    plan = plan_launch(grid, frames, global_frames, reach, _processors(query.device))
-    splits = splits or plan["splits"]
+    plan = plan_propagation(device_gpu(query.device), grid, frames, global_frames, reach, channels, topk)
+    splits = splits or plan.splits
+    qi, qj = query_tile or plan.query_tile
+    cand = plan.candidates
     c_hi, c_lo = channel_parts(channels)
     fast_query, fast_keys = fast_features(query), fast_features(keys)
     cand_score = torch.empty(splits, n, cand, dtype=torch.float32, device=query.device)
     cand_index = torch.empty(splits, n, cand, dtype=torch.int32, device=query.device)
-    _candidates_kernel[(plan["query_tiles"], splits)](
+    _candidates_kernel[(triton.cdiv(h, qi) * triton.cdiv(w, qj), splits)](
         fast_query, fast_keys, cand_score, cand_index,
         h, w, frames, channels, global_frames, reach, float(radius), splits,
         fast_query.stride(0), fast_keys.stride(0), fast_keys.stride(1),
-        QI=QUERY_TILE[0], QJ=QUERY_TILE[1], KI=KEY_TILE[0], KJ=KEY_TILE[1],
+        QI=qi, QJ=qj, KI=KEY_TILE[0], KJ=KEY_TILE[1],
         C_HI=c_hi, C_LO=c_lo, CAND=cand, SQUARE=window == "square",
-        num_warps=4 if cand <= 16 else 8,  # the running best (64, CAND) x 2 in registers
-        num_stages=2,
+        num_warps=plan.candidates_warps,
     )
     out = torch.empty(n, classes, dtype=torch.float32, device=query.device)
-    block_q = INTERPRETER_BLOCK_Q if interpreter_enabled() else max(1, RESCORE_QUERIES_X_CAND // cand)
+    block_q = INTERPRETER_BLOCK_Q if interpreter_enabled() else plan.rescore_queries
     _rescore_kernel[(triton.cdiv(n, block_q),)](
         query, keys, labels, cand_score, cand_index, out,
         n, channels, classes, splits, 1.0 / temperature,

@@ -19,7 +19,7 @@ def _version(package: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from smae.kernels import backend
+    from smae.kernels import backend, describe_gpu
     from smae.kernels.attention import ATTENTION, xformers_reasons
 
     print(f"smae {_version('smae')}, torch {torch.__version__}, triton {_version('triton')}, xformers {_version('xformers')}")
@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     probe = torch.zeros(1, 1, 1, 8, device="cuda" if cuda else "cpu", dtype=torch.float16)
     reasons = backend.triton_device_reasons(probe)
     print(f"kernels: {_switch(backend.KERNELS)}; Triton {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
+    if cuda:  # what the kernels give this GPU, and why PyTorch runs what they leave
+        print(f"GPU kernels: {describe_gpu()}")
     reasons = xformers_reasons(probe, probe, probe)
     print(f"attention: {_switch(ATTENTION)}; xformers {'can run' if not reasons else 'cannot run: ' + '; '.join(reasons)}")
     return 0

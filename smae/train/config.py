@@ -39,7 +39,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW
     clip_grad: float | None = None  # max global gradient norm; None: no clipping
     accum_steps: int = 1  # micro-batches per optimizer step (per process)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # autocast; auto: bf16 on CUDA, fp32 on CPU
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # autocast; auto: bf16 on CUDA sm_80+, fp16 + loss scaling before, fp32 on CPU
     gap_range: tuple[int, int] = (4, 48)  # frame gap between f1 and f2, uniform, bounds included
     repeats: int = 2  # pairs per decoded video (repeated sampling)
     crop_scale: tuple[float, float] = (0.5, 1.0)  # random resized crop: area fraction

@@ -70,9 +70,12 @@ class Session:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device`; None: plain float32."""
+    """The autocast dtype for `precision` on `device`; None: plain float32. auto: bf16 on a GPU
+    with bf16 arithmetic (sm_80 on), fp16 before (the session's GradScaler is on for fp16)."""
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
