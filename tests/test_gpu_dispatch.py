@@ -15,6 +15,12 @@ from smae.kernels import gpus
 from smae.kernels.gpus import TARGETS
 from smae.train.loop import autocast_dtype
 
+# Imported here, under conftest's TRITON_INTERPRET=1: the `on_gpu` fixture unsets it, and a kernel
+# module imported for the first time inside it would be built for a GPU and fail in later tests.
+import smae.kernels.masking_triton  # noqa: F401
+import smae.kernels.patch_loss_triton  # noqa: F401
+import smae.kernels.propagation_triton  # noqa: F401
+
 BF16_REASON = "bf16 arithmetic needs sm_80"
 FMA_REASON = "tl.dot to FMA before sm_80"
 
