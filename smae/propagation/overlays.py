@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smae.data.layouts import DAVIS_PALETTE
+from smae.layouts.images import DAVIS_PALETTE
 
 BLEND = 0.5  # weight of the label colour where a label is present
 
