@@ -31,7 +31,15 @@ def evaluate(
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"data root not found: {data_root}")
-    return evaluate_task(data_root, results_dir, split=split, workers=workers)
+    try:
+        return evaluate_task(data_root, results_dir, split=split, workers=workers)
+    except FileNotFoundError as error:
+        from smae.layouts.detect import other_layout
+
+        hint = other_layout(data_root, task)
+        if hint is None:
+            raise
+        raise FileNotFoundError(f"{error}; {hint}") from None
 
 
 def _evaluate_vos(data_root, results_dir, workers: int | None) -> dict:

@@ -9,10 +9,14 @@ from . import davis, jhmdb, vip, youtube_vos
 LAYOUTS = {"davis": davis, "jhmdb": jhmdb, "vip": vip, "vos": youtube_vos}
 
 
-def describe_folder(root: Path, task: str) -> str:
-    """'ROOT looks like a DAVIS-2017 folder: use --task davis' or what the task expects."""
-    matches = [name for name, layout in LAYOUTS.items() if name != task and layout.looks_like(Path(root))]
-    if matches and not LAYOUTS[task].looks_like(Path(root)):
-        names = " or ".join(f"a {LAYOUTS[name].NAME} folder (--task {name})" for name in matches)
-        return f"{root} looks like {names}, not a {LAYOUTS[task].NAME} folder"
-    return f"{root} is not a complete {LAYOUTS[task].NAME} folder (see smae.layouts.{LAYOUTS[task].__name__.rsplit('.', 1)[1]})"
+def other_layout(root: Path, task: str) -> str | None:
+    """'ROOT looks like a DAVIS-2017 folder (--task davis), not a JHMDB folder' when `root` has the
+    marks of another task's layout and not of `task`'s; else None."""
+    root = Path(root)
+    if LAYOUTS[task].looks_like(root):
+        return None
+    matches = [name for name, layout in LAYOUTS.items() if name != task and layout.looks_like(root)]
+    if not matches:
+        return None
+    names = " or ".join(f"a {LAYOUTS[name].NAME} folder (--task {name})" for name in matches)
+    return f"{root} looks like {names}, not a {LAYOUTS[task].NAME} folder"

@@ -5,7 +5,7 @@
     for index, mask in enumerate(masks):     # one (H, W) uint8 label map per frame, in order
         ...
     # an object that enters later: its mask at the frame it is first seen
-    masks = smae.propagate(frames, first, new_objects={40: mask_40}, encoder=smae.PixelFeatures())
+    masks = smae.propagate(frames, first, new_objects={40: mask_40}, encoder=PixelFeatures())  # smae.propagation
 
 frames: a video file (any container PyAV reads, rotation honoured), a folder of frame images, a
 list of image paths, a list of (H, W, 3) uint8 arrays, or a tensor (T, 3, H, W) / (T, H, W, 3),

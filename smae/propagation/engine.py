@@ -14,7 +14,8 @@ encoded. At a later given mask, its new objects' labels replace the prediction w
 (their pixels belong to them; the objects already tracked keep their prediction elsewhere), the
 frame is output with the given mask for those objects, and it joins the context as one more
 reference frame (R grows by one), so the new object's given mask is never pushed out of the
-context. Ids of the mask that are already tracked are not re-given (as XMem and Cutie do).
+context, and the ring of recent frames restarts from it (see ContextQueue.add_reference). Ids of
+the mask that are already tracked are not re-given (as XMem and Cutie do).
 """
 from __future__ import annotations
 
@@ -68,14 +69,16 @@ class ContextQueue:
         self.size, self._next = fill, 1
 
     def add_reference(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
-        """Keeps a frame with given labels for good: one more reference slot (a new buffer; this
-        happens once per given mask, not per frame)."""
+        """Keeps a frame with given labels for good, as one more reference slot, and restarts the
+        ring from it as at the first frame (copies of it with `pad`, else empty): the recent
+        frames saw the new object, partly in the picture, labelled background, and would
+        outvote its given mask. A new buffer, once per given mask, not per frame."""
         r = self.references
-        self.keys = torch.cat([self.keys[:r], keys[None], self.keys[r:]])
-        self.labels = torch.cat([self.labels[:r], labels[None], self.labels[r:]])
+        fill = self.n_recent + 1 if self.pad else 1
+        self.keys = torch.cat([self.keys[:r], keys.expand(self.n_recent + 1, *keys.shape)])
+        self.labels = torch.cat([self.labels[:r], labels.expand(self.n_recent + 1, *labels.shape)])
         self.references += 1
-        self.size += 1
-        self._next += 1  # the ring moved up one slot
+        self.size, self._next = r + fill, r + 1
 
     def push(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
         """Adds a frame's keys (N, C) and predicted labels (N, K), dropping the oldest recent one."""

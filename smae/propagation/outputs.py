@@ -30,7 +30,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from smae.layouts.images import read_palette, write_indexed_png
+from smae.layouts.images import DAVIS_PALETTE, read_palette, write_indexed_png
 from smae.layouts.mp4 import MP4_FPS, write_mp4
 from smae.layouts.youtube_vos import RESULTS as VOS_RESULTS
 
@@ -133,7 +133,7 @@ class VideoOutput:
         if not self.overlays:
             return None
         if prediction.labels is not None:
-            picture = blend_labels(prediction.original, prediction.labels)
+            picture = blend_labels(prediction.original, prediction.labels, DAVIS_PALETTE if self.palette is None else self.palette)
         else:
             picture = draw_joints(prediction.original, prediction.joints)
         Image.fromarray(picture).save(self.overlay_dir / f"{stem}.jpg", quality=90)

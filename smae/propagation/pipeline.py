@@ -65,7 +65,7 @@ def propagate_dataset(
     ranks = current_ranks()
     for video in videos:  # every rank, before anything is written
         check_video_files(video)
-    settings = {"task": task, "split": split, "protocol": resolved_settings(protocol),
+    settings = {"task": task, "split": split, "data": str(Path(data_root).resolve()), "protocol": resolved_settings(protocol),
                 "input_sizes": input_sizes([frame_size(v.frames[0]) for v in videos], protocol, source.stride),
                 "source": {"type": type(source).__name__, "stride": source.stride}, **(run_info or {})}
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back

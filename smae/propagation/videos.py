@@ -21,7 +21,7 @@ import torch
 
 from smae.errors import UserError
 from smae.layouts import davis, jhmdb, vip, youtube_vos
-from smae.layouts.detect import describe_folder
+from smae.layouts.detect import other_layout
 from smae.layouts.images import image_size, read_label_png
 
 from .frames import FrameSequence, from_paths
@@ -70,7 +70,10 @@ def list_videos(task: str, root: str | os.PathLike, split: str = "val") -> list[
     try:
         return _list_videos(task, root, split)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error}; {describe_folder(root, task)}") from None
+        hint = other_layout(root, task)
+        if hint is None:
+            raise
+        raise FileNotFoundError(f"{error}; {hint}") from None
 
 
 def _list_videos(task: str, root: Path, split: str) -> list[Video]:
