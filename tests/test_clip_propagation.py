@@ -240,3 +240,17 @@ def test_a_real_video_with_a_hand_made_mask(tmp_path, capsys):
         assert Fraction(stream.average_rate) == Fraction(30000, 1001)
         assert sum(1 for _ in container.decode(stream)) == 120
     assert "overlay video in" in capsys.readouterr().out
+
+
+def test_the_readme_api_example_runs_as_written(tmp_path):
+    """The README's smae.propagate example, on the set it names (smae synth --formats vos)."""
+    readme = (REPO / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    example = next(block for block in blocks if "smae.propagate(" in block)
+    generate(tmp_path / "synth", formats=("vos",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the random-init warning of encoder="tiny"
+        printed = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    lines = printed.stdout.splitlines()
+    assert len(lines) == PRESETS["tiny"].vos.frames[0] and lines[0].startswith("0 [0, 1")

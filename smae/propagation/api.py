@@ -1,7 +1,7 @@
 """Propagating masks through any clip, from Python; `smae propagate --video` runs the same code.
 
     import smae
-    masks = smae.propagate("clip.mp4", "first.png", weights="dino_vits16.pth", protocol="dino")
+    masks = smae.propagate("clip.mp4", "first.png", weights="dino_vits16.pth", protocol="dino", settings={"topk": 7})
     for index, mask in enumerate(masks):     # one (H, W) uint8 label map per frame, in order
         ...
     # an object that enters later: its mask at the frame it is first seen
@@ -15,6 +15,7 @@ before the first mask come out as background (all 0) and are not encoded.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 
@@ -36,6 +37,7 @@ def propagate(
     encoder: str | FeatureSource = "vits16",
     weights: str | os.PathLike | None = None,
     protocol: str | Protocol = "siammae",
+    settings: Mapping[str, object] | None = None,
     mask_frame: int = 0,
     new_objects: Mapping[int, object] | None = None,
     device: str | None = None,
@@ -47,18 +49,20 @@ def propagate(
     that enter later (a mask's ids already tracked are not re-given); encoder: a preset name
     (smae.models.ENCODERS) or a feature source (smae.propagation.PixelFeatures, EncoderFeatures);
     weights: the encoder's checkpoint (smae, DINO, MAE, CropMAE, timm; None: random init, with a
-    warning); protocol: a preset name (smae.propagation.PROTOCOLS) or a Protocol; device: 'cpu',
-    'cuda', 'cuda:N' (default: CUDA if available); batch_size: frames encoded at once.
+    warning); protocol: a preset name (smae.propagation.PROTOCOLS) or a Protocol; settings:
+    Protocol fields to change, e.g. {"resize": "native"} (frames at their own size: the fast
+    setting on a CPU for frames under 480x880); device: 'cpu', 'cuda', 'cuda:N' (default: CUDA if
+    available); batch_size: frames encoded at once.
     Frames and masks are checked here, before the first mask is yielded.
     """
-    found = predictions(frames, first_mask, encoder=encoder, weights=weights, protocol=protocol, mask_frame=mask_frame,
-                        new_objects=new_objects, device=device, batch_size=batch_size)
+    found = predictions(frames, first_mask, encoder=encoder, weights=weights, protocol=protocol, settings=settings,
+                        mask_frame=mask_frame, new_objects=new_objects, device=device, batch_size=batch_size)
     return (prediction.labels for prediction in found)
 
 
 def predictions(
     frames, first_mask, *, encoder: str | FeatureSource = "vits16", weights=None, protocol: str | Protocol = "siammae",
-    mask_frame: int = 0, new_objects: Mapping[int, object] | None = None, device: str | None = None,
+    settings: Mapping[str, object] | None = None, mask_frame: int = 0, new_objects: Mapping[int, object] | None = None, device: str | None = None,
     batch_size: int = 8, mask_name: str = "first_mask",
 ) -> Iterator[FramePrediction]:
     """As `propagate`, yielding each frame's FramePrediction (labels, the frame itself, its file
@@ -67,6 +71,11 @@ def predictions(
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol={protocol!r}: unknown; choose from {', '.join(PROTOCOLS)} or pass a Protocol")
         protocol = protocol_preset(protocol, "clip")
+    if settings:
+        unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(Protocol)})
+        if unknown:
+            raise ValueError(f"settings: unknown Protocol fields {unknown}; see smae.propagation.Protocol")
+        protocol = dataclasses.replace(protocol, **settings)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be at least 1")
     clip = open_frames(frames)
