@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 def check_run_record(args: argparse.Namespace) -> None:
     """The results folder's propagate.json (where a propagate run wrote one) must be of the task
-    and split being scored: a folder another run wrote into is named, not scored."""
+    being scored: a folder another task's run wrote into is named, not scored."""
     import json
     from pathlib import Path
 
@@ -96,7 +96,7 @@ def check_run_record(args: argparse.Namespace) -> None:
         return
     try:
         saved = json.loads(record.read_text())
-        task, split = saved["task"], saved.get("split")
+        task = saved["task"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{record}: not a propagate record (no task); remove it or score another --results") from None
     if args.gt is not None:
@@ -104,10 +104,10 @@ def check_run_record(args: argparse.Namespace) -> None:
             raise UserError(f"--results {args.results}: a --task vos run, whose masks are in "
                             f"{Path(args.results) / 'Annotations'}; give that folder as --results")
         return
-    if task != args.task or (task != "clip" and split != args.split):
-        wanted = "--video run (score it with --gt)" if task == "clip" else f"--task {task} --split {split} run"
+    if task != args.task:
+        wanted = "--video run (score it with --gt)" if task == "clip" else f"--task {task} run"
         raise UserError(f"--results {args.results}: holds the results of a propagate {wanted} ({record}), "
-                        f"not of --task {args.task} --split {args.split}; score it as that, or give another --results")
+                        f"not of --task {args.task}; score it as that, or give another --results")
 
 
 def _evaluate_folders(args: argparse.Namespace) -> tuple[dict, str]:
