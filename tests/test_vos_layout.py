@@ -18,7 +18,7 @@ from smae.data.synth import PRESETS, generate
 from smae.eval.folders_evaluate import evaluate_folders
 from smae.layouts import youtube_vos
 from smae.layouts.images import read_label_png, write_indexed_png
-from smae.propagation import PixelFeatures, protocol_preset
+from smae.propagation import protocol_preset
 from smae.propagation.engine import ContextQueue, propagate_video
 from smae.propagation.videos import list_videos
 
