@@ -18,7 +18,7 @@ from smae.data.synth import PRESETS, generate
 from smae.eval.folders_evaluate import evaluate_folders
 from smae.layouts import youtube_vos
 from smae.layouts.images import read_label_png, write_indexed_png
-from smae.propagation import protocol_preset
+from smae.propagation import PixelFeatures, protocol_preset
 from smae.propagation.engine import ContextQueue, propagate_video
 from smae.propagation.videos import list_videos
 
@@ -179,3 +179,25 @@ def test_a_pixel_baseline_beats_no_propagation(vos_root, tmp_path):
     propagated = evaluate_folders(vos_root / "GroundTruth", out / "Annotations", "vos-benchmark", workers=1)
     given_only = evaluate_folders(vos_root / "GroundTruth", empty, "vos-benchmark", workers=1)
     assert propagated["J&F-Mean"] > given_only["J&F-Mean"] + 0.2, (propagated["J&F-Mean"], given_only["J&F-Mean"])
+
+
+def test_a_later_object_survives_the_frames_that_saw_it_as_background(vos_root):
+    """With raw pixels as features, an object given at frame t is still found in the next frames,
+    although the recent frames held it, half in the picture, as background (why the ring of
+    recent frames restarts at a given mask)."""
+    protocol = dataclasses.replace(protocol_preset("siammae", "vos"), resize="native")
+    checked = 0
+    for video in list_videos("vos", vos_root):
+        truth = sorted((vos_root / youtube_vos.GROUND_TRUTH / video.name).glob("*.png"))
+        outputs = [p.labels for p in propagate_video(video, PixelFeatures(stride=8), protocol, batch_size=8)]
+        for index, path in video.masks[1:]:
+            for object_id in set(np.unique(read_label_png(path)).tolist()) - {0}:
+                found = []
+                for later in range(index + 1, min(index + 4, len(outputs))):
+                    gt = read_label_png(truth[later]) == object_id
+                    if gt.any():
+                        found.append((gt & (outputs[later] == object_id)).sum() / gt.sum())
+                if found:
+                    checked += 1
+                    assert np.mean(found) > 0.4, f"{video.name} object {object_id} from frame {index}: {found}"
+    assert checked >= 2
