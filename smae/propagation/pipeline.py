@@ -70,6 +70,7 @@ def propagate_dataset(
                 "source": {"type": type(source).__name__, "stride": source.stride}, **(run_info or {})}
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
     check_resumable(out_dir, settings, resume, any(is_done(out_dir, v, task) for v in videos))  # every rank alike
+    barrier()  # every rank has looked before rank 0 writes the record
     if ranks.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         clear_staging(out_dir)
