@@ -254,3 +254,22 @@ def test_the_readme_api_example_runs_as_written(tmp_path):
     assert printed.returncode == 0, printed.stderr[-2000:]
     lines = printed.stdout.splitlines()
     assert len(lines) == PRESETS["tiny"].vos.frames[0] and lines[0].startswith("0 [0, 1")
+
+
+@pytest.mark.parametrize("name", ["rotated.mp4", "vfr_jitter.mp4", "editlist_cut.mp4", "vp9.webm"])
+def test_clip_frames_are_the_plain_decode_upright(name):
+    """--video's frame i is the i-th frame a plain decode outputs, turned upright (the loader's
+    definition), whatever the container says about its frames."""
+    real_videos = pytest.importorskip("real_videos")
+    try:
+        path = real_videos.hard_case(name)
+    except real_videos.Unavailable as error:
+        pytest.skip(f"real sample videos unavailable: {error}")
+    from smae.propagation.frames import open_frames
+
+    frames = open_frames(path)
+    truth = real_videos.sequential_decode(path)
+    got = list(frames)
+    assert len(got) == len(truth) and frames.size == truth[0].shape[:2]
+    for index, (a, b) in enumerate(zip(got, truth)):
+        np.testing.assert_array_equal(a, b, err_msg=f"frame {index}")
