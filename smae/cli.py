@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("smae.data.prepare", "decode videos once into a frame store that pretrain --data reads fast"),
     "pretrain": ("smae.train.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
     "demo": ("smae.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
-    "propagate": ("smae.propagation.command", "propagate first-frame labels through DAVIS / JHMDB / VIP videos and score them"),
-    "synth": ("smae.data.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB and VIP layouts"),
+    "propagate": ("smae.propagation.command", "propagate masks through DAVIS / JHMDB / VIP / YouTube-VOS videos and score them, or through any clip"),
+    "synth": ("smae.data.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB, VIP and YouTube-VOS layouts"),
     "evaluate": ("smae.eval.evaluate_cli", "score a results folder: DAVIS J&F (official numbers), JHMDB PCK, VIP mIoU"),
 }
 

@@ -160,6 +160,8 @@ def _propagate(args: argparse.Namespace, protocol, requested) -> int:
         run_info = {"features": args.features, "preset": args.preset, "weights": args.weights,
                     "checkpoint_key": args.checkpoint_key, "protocol_name": args.protocol, "batch_size": args.batch_size}
         if args.video is not None:
+            if ranks.world_size > 1:  # every rank would write the same clip
+                raise UserError("--video: one clip runs in one process; start it with smae, not torchrun")
             return _propagate_clip(args, protocol, source, run_info)
         return _propagate_task(args, protocol, source, run_info, ranks.rank)
     finally:
