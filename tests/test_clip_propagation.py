@@ -273,3 +273,14 @@ def test_clip_frames_are_the_plain_decode_upright(name):
     assert len(got) == len(truth) and frames.size == truth[0].shape[:2]
     for index, (a, b) in enumerate(zip(got, truth)):
         np.testing.assert_array_equal(a, b, err_msg=f"frame {index}")
+
+
+def test_api_weight_errors_name_python_arguments(clip, tmp_path):
+    """Foreign weights of another architecture: the error names the preset that fits, as the
+    encoder= argument, not as the command line's --preset."""
+    folder, mask, _ = clip
+    weights = tmp_path / "tiny_encoder.pth"
+    torch.save(smae.build_encoder("tiny").state_dict(), weights)
+    with pytest.raises(UserError) as caught:
+        smae.propagate(folder, mask, encoder="vits16", weights=weights, device="cpu")
+    assert "encoder=tiny" in str(caught.value) and "--" not in str(caught.value), str(caught.value)

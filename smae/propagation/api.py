@@ -34,7 +34,7 @@ def propagate(
     frames,
     first_mask,
     *,
-    encoder: str | FeatureSource = "vits16",
+    encoder: str | FeatureSource | None = None,
     weights: str | os.PathLike | None = None,
     protocol: str | Protocol = "siammae",
     settings: Mapping[str, object] | None = None,
@@ -47,7 +47,8 @@ def propagate(
 
     first_mask: the labels of frame `mask_frame`; new_objects: {frame index: mask} of objects
     that enter later (a mask's ids already tracked are not re-given); encoder: a preset name
-    (smae.models.ENCODERS) or a feature source (smae.propagation.PixelFeatures, EncoderFeatures);
+    (smae.models.ENCODERS; None: the one an smae checkpoint was trained with, else vits16) or a
+    feature source (smae.propagation.PixelFeatures, EncoderFeatures);
     weights: the encoder's checkpoint (smae, DINO, MAE, CropMAE, timm; None: random init, with a
     warning); protocol: a preset name (smae.propagation.PROTOCOLS) or a Protocol; settings:
     Protocol fields to change, e.g. {"resize": "native"} (frames at their own size: the fast
@@ -61,7 +62,7 @@ def propagate(
 
 
 def predictions(
-    frames, first_mask, *, encoder: str | FeatureSource = "vits16", weights=None, protocol: str | Protocol = "siammae",
+    frames, first_mask, *, encoder: str | FeatureSource | None = None, weights=None, protocol: str | Protocol = "siammae",
     settings: Mapping[str, object] | None = None, mask_frame: int = 0, new_objects: Mapping[int, object] | None = None, device: str | None = None,
     batch_size: int = 8, mask_name: str = "first_mask",
 ) -> Iterator[FramePrediction]:
@@ -83,19 +84,24 @@ def predictions(
     names = {index: f"new_objects[{index}]" for index in masks}
     names[mask_frame] = mask_name
     labels = read_masks(clip, masks, names)
-    source = encoder if not isinstance(encoder, str) else _encoder_source(encoder, weights, device, protocol)
+    source = _encoder_source(encoder, weights, device, protocol) if encoder is None or isinstance(encoder, str) else encoder
     return propagate_masks(clip, labels, source, protocol, batch_size)
 
 
-def _encoder_source(preset: str, weights, device: str | None, protocol: Protocol) -> FeatureSource:
+def _encoder_source(preset: str | None, weights, device: str | None, protocol: Protocol) -> FeatureSource:
     import torch
 
     from smae.models import ENCODERS
 
-    if preset not in ENCODERS:
+    if preset is not None and preset not in ENCODERS:
         raise ValueError(f"encoder={preset!r}: unknown preset; choose from {', '.join(ENCODERS)} or pass a feature source")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return build_feature_source("encoder", preset, None if weights is None else str(weights), device, pos_resize=protocol.pos_resize)
+    try:
+        return build_feature_source("encoder", preset, None if weights is None else str(weights), device,
+                                    pos_resize=protocol.pos_resize)
+    except UserError as error:  # the loader's messages name the command line's options
+        python_names = str(error).replace("--preset ", "encoder=").replace("--preset", "encoder=").replace("--weights", "weights=")
+        raise type(error)(python_names) from None
 
 
 def read_masks(frames: FrameSequence, masks: Mapping[int, object], names: Mapping[int, str]) -> dict[int, np.ndarray]:
