@@ -75,7 +75,7 @@ def probe(count: int, features: str) -> dict:
         done += 1
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     cells = (HEIGHT // source.stride) * (WIDTH // source.stride)
-    channels = 48 if features == "pixels" else 192
+    channels = 3 * source.cells ** 2 if features == "pixels" else source.encoder.embed_dim
     context = (1 + protocol.n_context) * cells * (channels + 3) * 4
     return {"frames": done, "features": features, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "cpu_s_per_frame": cpu / done, "wall_s_per_frame": wall / done, "context_mib": context / 2**20,
