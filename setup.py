@@ -5,7 +5,7 @@ a name that belongs to an unrelated PyPI package).
 """
 from setuptools import setup
 
-SUBPACKAGES = ["models", "data", "train", "eval", "propagation"]
+SUBPACKAGES = ["models", "data", "layouts", "train", "eval", "propagation"]
 
 setup(
     name="smae",

@@ -27,7 +27,8 @@ import pytest
 
 from smae.eval.davis_evaluate import GLOBAL_KEYS, evaluate_davis, summarize
 from smae.eval.davis_metrics import boundary_tolerance, seg2bmap
-from smae.eval.layouts_read import davis_annotation_paths, davis_sequences, read_label_png
+from smae.layouts import davis
+from smae.layouts.images import read_label_png
 
 SEED = 0
 _timings: dict[str, float] = {}
@@ -36,14 +37,14 @@ _scores: dict[str, dict] = {}
 
 def _perturbed_predictions(data_root: Path, results_dir: Path, seed: int) -> int:
     """Writes a plausible imperfect result PNG for every annotation; returns the frame count."""
-    from smae.data.layouts import write_indexed_png
+    from smae.layouts.images import write_indexed_png
 
     rng = np.random.default_rng(seed)
     frames = 0
-    for sequence in davis_sequences(data_root, "val"):
+    for sequence in davis.sequences(data_root, "val"):
         folder = results_dir / sequence
         folder.mkdir(parents=True, exist_ok=True)
-        paths = davis_annotation_paths(data_root, sequence)
+        paths = davis.annotation_paths(data_root, sequence)
         n_objects = int(read_label_png(paths[0]).max())
         for index, path in enumerate(paths):
             labels = read_label_png(path)
@@ -146,8 +147,8 @@ def _official_f_measure(pred: np.ndarray, gt: np.ndarray, void: np.ndarray) -> f
 def official_style_evaluate(data_root: Path, results_dir: Path, split: str = "val") -> dict:
     """The official evaluator's algorithm and data flow, single-threaded (see the module docstring)."""
     per_sequence = []
-    for sequence in davis_sequences(data_root, split):
-        paths = davis_annotation_paths(data_root, sequence)
+    for sequence in davis.sequences(data_root, split):
+        paths = davis.annotation_paths(data_root, sequence)
         gt = _read_stack(paths, void_to_background=True)
         gt_masks = _split_objects(gt, int(gt[0].max()))[:, 1:-1]  # (K, T-2, H, W)
         results = _read_stack([results_dir / sequence / path.name for path in paths[1:-1]], void_to_background=False)

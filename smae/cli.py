@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("smae.data.prepare", "decode videos once into a frame store that pretrain --data reads fast"),
     "pretrain": ("smae.train.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
     "demo": ("smae.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
-    "propagate": ("smae.propagation.command", "propagate first-frame labels through DAVIS / JHMDB / VIP videos and score them"),
-    "synth": ("smae.data.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB and VIP layouts"),
+    "propagate": ("smae.propagation.command", "propagate masks through DAVIS / JHMDB / VIP / YouTube-VOS videos and score them, or through any clip"),
+    "synth": ("smae.data.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB, VIP and YouTube-VOS layouts"),
     "evaluate": ("smae.eval.evaluate_cli", "score a results folder: DAVIS J&F (official numbers), JHMDB PCK, VIP mIoU"),
 }
 
@@ -98,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = _one_line_warning  # a warning is one line too, not the source line
     try:
         module = importlib.import_module(args._module)
-        return int(module.run(args) or 0)
+        status = int(module.run(args) or 0)
+        sys.stdout.flush()  # a reader that left shows here, while it can still be handled
+        return status
+    except BrokenPipeError:
+        # The reader of stdout (`smae evaluate ... | head`) took what it wanted and closed the
+        # pipe: the work is done, nothing to report. Later writes (the interpreter's final flush)
+        # go to /dev/null instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         if os.environ.get(DEBUG_VARIABLE) == "1":
             raise

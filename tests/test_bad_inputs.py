@@ -121,11 +121,15 @@ def pretrain_args(data: Path, out: Path, *overrides: str) -> list:
 
 @pytest.mark.parametrize("args, names", [
     ([], ["COMMAND"]),
-    (["propagate", "--task", "davis"], ["--data", "--out"]),
+    (["propagate", "--task", "davis"], ["--out"]),
+    (["propagate", "--task", "davis", "--out", "o"], ["--task", "--data"]),
+    (["propagate", "--video", "clip.mp4", "--out", "o"], ["--video", "--mask"]),
+    (["propagate", "--task", "davis", "--video", "clip.mp4", "--out", "o"], ["--video", "--task"]),
     (["propagate", "--task", "kitti", "--data", "d", "--out", "o"], ["--task", "kitti"]),
     (["evaluate", "--task", "davis", "--data", "d", "--results", "r", "--workers", "many"], ["--workers", "many"]),
     (["pretrain", "--data", "d", "--out", "o", "--preset", "huge"], ["--preset", "huge"]),
-], ids=["no-command", "missing-arguments", "bad-choice", "not-an-int", "unknown-preset"])
+], ids=["no-command", "missing-arguments", "task-without-data", "video-without-mask", "task-and-video", "bad-choice",
+        "not-an-int", "unknown-preset"])
 def test_argument_errors_are_one_line(args, names):
     assert_one_line_error(smae(*args), *names)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from smae.cli import main
-from smae.data.layouts import write_indexed_png
+from smae.layouts.images import write_indexed_png
 from smae.errors import UserError
 from smae.eval.davis_evaluate import GLOBAL_KEYS, evaluate_davis, format_davis_table
 
@@ -194,17 +194,17 @@ def test_synthetic_data_sets_score_perfectly_against_themselves(tmp_path):
     import shutil
 
     from smae.data.synth import generate
-    from smae.eval.layouts_read import jhmdb_video_key, jhmdb_videos, read_jhmdb_joints
+    from smae.layouts import jhmdb
     from smae.eval.tasks import evaluate
 
     generate(tmp_path / "synth", "tiny", formats=["davis", "jhmdb", "vip"])
     data = tmp_path / "synth"
     shutil.copytree(data / "davis" / "Annotations" / "480p", tmp_path / "davis-results")
     shutil.copytree(data / "vip" / "Annotations" / "Category_ids", tmp_path / "vip-results")
-    for frames, mat in jhmdb_videos(data / "jhmdb", "val"):
-        path = tmp_path / "jhmdb-results" / f"{jhmdb_video_key(frames)}.npy"
+    for frames, mat in jhmdb.videos(data / "jhmdb", "val"):
+        path = tmp_path / "jhmdb-results" / f"{jhmdb.video_key(frames)}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, read_jhmdb_joints(mat))
+        np.save(path, jhmdb.read_joints(mat))
     davis = evaluate("davis", data / "davis", tmp_path / "davis-results", workers=1)
     assert all(davis[key] == (0.0 if key.endswith("Decay") else 1.0) for key in GLOBAL_KEYS)
     assert evaluate("vip", data / "vip", tmp_path / "vip-results", workers=1)["mIoU"] == 1.0

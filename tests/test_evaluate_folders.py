@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from smae.cli import main as cli_main
-from smae.data.layouts import write_indexed_png
+from smae.layouts.images import write_indexed_png
 from smae.data.synth import SynthPreset, VideoSetSpec, generate
 from smae.eval.davis_evaluate import evaluate_davis
 from smae.eval.davis_metrics import boundary_tolerance, dilate_disk, f_measure_from_counts, seg2bmap

@@ -6,10 +6,11 @@ import pytest
 from PIL import Image
 
 from smae.cli import main
-from smae.data.layouts import JhmdbLayout, VipLayout
+from smae.layouts.jhmdb import JhmdbLayout
+from smae.layouts.vip import VipLayout
 from smae.errors import UserError
 from smae.eval.jhmdb_metrics import evaluate_jhmdb, normalized_distances, pck
-from smae.eval.layouts_read import read_jhmdb_joints
+from smae.layouts.jhmdb import read_joints as read_jhmdb_joints
 from smae.eval.vip_metrics import VIP_CLASSES, class_iou, confusion_matrix, evaluate_vip
 
 N_JOINTS = 15

@@ -13,7 +13,8 @@ import torch
 
 from smae.data.synth import SynthPreset, VideoSetSpec, generate
 from smae.eval.jhmdb_metrics import normalized_distances
-from smae.eval.layouts_read import read_jhmdb_joints, read_label_png
+from smae.layouts.images import read_label_png
+from smae.layouts.jhmdb import read_joints as read_jhmdb_joints
 from smae.eval.vip_metrics import VIP_CLASSES, confusion_matrix
 from smae.propagation import PixelFeatures, propagate_dataset, protocol_preset
 from smae.propagation.labels import decode_segmentation, segmentation_labels

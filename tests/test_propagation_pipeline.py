@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 import smae.propagation.engine as engine
 from smae.cli import main as cli_main
+from smae.errors import UserError
 from smae.data.synth import SynthPreset, VideoSetSpec, generate
-from smae.eval.layouts_read import read_label_png
+from smae.layouts.images import read_label_png
 from smae.eval.tasks import format_scores
 from smae.propagation import PixelFeatures, propagate_dataset, protocol_preset
 from smae.propagation.distributed import shard
@@ -149,11 +150,23 @@ def test_resume_skips_finished_videos(synth_root, tmp_path):
     assert (tmp_path / "synth000" / "00002.png").stat().st_mtime_ns == kept
     assert sorted(p.name for p in (tmp_path / "synth001").iterdir()) == [f"{i:05d}.png" for i in range(6)]
     assert 0 <= scores["J&F-Mean"] <= 1
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(UserError, match=r"other settings \(protocol.topk: 7 then, 3 now\)"):
         propagate_dataset("davis", davis, tmp_path, CountingPixels(), dataclasses.replace(PROTOCOL, topk=3), resume=True, progress=False)
-    source = CountingPixels()  # without --resume everything is redone, finished folders replaced whole
-    propagate_dataset("davis", davis, tmp_path, source, dataclasses.replace(PROTOCOL, topk=3), evaluate=False, progress=False)
-    assert source.frames == 12 and (tmp_path / "synth000" / "00002.png").stat().st_mtime_ns != kept
+
+
+def test_results_are_never_overwritten_without_resume(synth_root, tmp_path):
+    """Nothing lost: a folder holding a run's results (or only some finished videos) is refused,
+    naming --resume and a new folder; the results stay as they were."""
+    davis = synth_root / "davis"
+    propagate_dataset("davis", davis, tmp_path, CountingPixels(), PROTOCOL, evaluate=False, progress=False)
+    kept = (tmp_path / "synth000" / "00002.png").stat().st_mtime_ns
+    for remove_record in (False, True):
+        if remove_record:
+            (tmp_path / "propagate.json").unlink()  # finished videos alone are results too
+        source = CountingPixels()
+        with pytest.raises(UserError, match="already holds results.*--resume.*new --out"):
+            propagate_dataset("davis", davis, tmp_path, source, dataclasses.replace(PROTOCOL, topk=3), progress=False)
+        assert source.frames == 0 and (tmp_path / "synth000" / "00002.png").stat().st_mtime_ns == kept
 
 
 def test_a_crash_mid_video_leaves_no_partial_video(synth_root, tmp_path):
@@ -175,7 +188,7 @@ def test_jhmdb_joints_and_vip_parts(synth_root, tmp_path):
     video = list_videos("jhmdb", synth_root / "jhmdb")[0]
     joints = np.load(tmp_path / "jhmdb" / f"{video.name}.npy")
     assert joints.shape == (6, 15, 2)
-    from smae.eval.layouts_read import read_jhmdb_joints
+    from smae.layouts.jhmdb import read_joints as read_jhmdb_joints
 
     truth = read_jhmdb_joints(video.annotation)[0]
     inside = (truth >= 0).all(1) & (truth[:, 0] < 48) & (truth[:, 1] < 32)

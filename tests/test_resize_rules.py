@@ -86,7 +86,7 @@ def cv2_one_hot_labels(annotation: np.ndarray, size, grid) -> np.ndarray:
 
 def blob_annotation(path, height, width, seed, objects=3):
     """A palette PNG with `objects` ellipses of ids 1..objects (DAVIS palette)."""
-    from smae.data.layouts import write_indexed_png
+    from smae.layouts.images import write_indexed_png
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width]

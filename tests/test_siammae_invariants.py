@@ -13,7 +13,7 @@ from PIL import Image
 
 import smae
 from smae.data.synth import SynthPreset, VideoSetSpec, generate
-from smae.eval.layouts_read import read_label_png
+from smae.layouts.images import read_label_png
 from smae.propagation import PixelFeatures, propagate_dataset, protocol_preset
 
 PATCH = 8

@@ -12,7 +12,7 @@ from PIL import Image
 
 from smae import cli
 from smae.data import synth
-from smae.data.layouts import DAVIS_PALETTE
+from smae.layouts.images import DAVIS_PALETTE
 from smae.data.synth import PRESETS, SynthPreset, VideoSetSpec, generate
 from smae.data.synth_scene import JOINT_NAMES, Scene, Sprite, build_scene, render_frame, similarity
 from smae.data.synth_shapes import Shape, Texture
@@ -77,7 +77,7 @@ def test_mp4_decodes_to_the_right_frames(small_out):
 
 def test_mp4_encoding_is_repeatable(tmp_path):
     # x264 with macroblock-tree rate control was not repeatable on small frames; guard it.
-    from smae.data.layouts import write_mp4
+    from smae.layouts.mp4 import write_mp4
 
     scene = build_scene(np.random.default_rng(1), 12, 64, 64, num_objects=3, num_entering=1, people=False)
     frames = [render_frame(scene, t).rgb for t in range(scene.num_frames)]
@@ -144,7 +144,7 @@ def test_davis_files_hold_the_rendered_scene(small_out):
 def test_jhmdb_pos_img_is_one_based(tmp_path):
     from scipy.io import loadmat
 
-    from smae.data.layouts import JhmdbLayout
+    from smae.layouts.jhmdb import JhmdbLayout
 
     joints = np.random.default_rng(0).uniform(0, 50, size=(7, 15, 2))  # (T, 15, 2) 0-based (x, y)
     layout = JhmdbLayout(tmp_path)

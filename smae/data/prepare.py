@@ -85,12 +85,12 @@ def upright_frames(source, short_side: int) -> Iterator:
     from PIL import Image
 
     from .encoded import decode_all, upright_rgb
-    from .video import frame_images, read_image
+    from .video import frame_images, read_frame
 
     if source.is_frame_folder:
         size = None
         for path in frame_images(Path(source.path)):
-            image = read_image(path)
+            image = read_frame(path)
             size = size or fitted_size(image.shape[1], image.shape[0], short_side)
             yield np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
         return

@@ -7,13 +7,16 @@ the pixels. One scene per video, from its own random stream seeded by (seed, for
 the same seed gives the same bytes, and a format's videos do not depend on which other
 formats are generated.
 
-Formats (layouts in smae.data.layouts), each in its own folder of the output directory:
+Formats (layouts in smae.layouts), each in its own folder of the output directory:
     mp4    videos/synth0000.mp4 ...          pre-training videos (no labels)
     davis  davis/  (DAVIS-2017 semi-supervised: objects 1..n all visible in frame 0; objects
                     entering later are unannotated, i.e. background, as in DAVIS)
     jhmdb  jhmdb/  (one puppet per video; its 15 joints as JHMDB pos_img)
     vip    vip/    (puppets whose body parts carry VIP's 20 part classes; other shapes are
                     background)
+    vos    vos/    (YouTube-VOS: the shapes of frame 0 and those that move in later, each given
+                    as a mask at its first full frame, the first where it touches no edge of the
+                    picture; a shape that never gets fully in stays background)
 A format's folder is rebuilt whole on every run; `synth.json` records what was generated.
 """
 from __future__ import annotations
@@ -22,18 +25,20 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from smae.atomic import write_json_atomic
 from smae.config import add_override_argument
 
-FORMATS = ("mp4", "davis", "jhmdb", "vip")
-FORMAT_DIRS = {"mp4": "videos", "davis": "davis", "jhmdb": "jhmdb", "vip": "vip"}
-_FORMAT_STREAMS = {"mp4": 0, "davis": 1, "jhmdb": 2, "vip": 3}  # part of each video's seed
+FORMATS = ("mp4", "davis", "jhmdb", "vip", "vos")
+FORMAT_DIRS = {"mp4": "videos", "davis": "davis", "jhmdb": "jhmdb", "vip": "vip", "vos": "vos"}
+_FORMAT_STREAMS = {"mp4": 0, "davis": 1, "jhmdb": 2, "vip": 3, "vos": 4}  # part of each video's seed
 MANIFEST = "synth.json"
 
 
@@ -55,6 +60,8 @@ class SynthPreset:
     davis: VideoSetSpec
     jhmdb: VideoSetSpec
     vip: VideoSetSpec
+    # YouTube-VOS layout (objects entering later); a default, so presets written before it stay valid
+    vos: VideoSetSpec = VideoSetSpec(videos=4, frames=(30, 30), height=120, width=216, objects=(1, 2), entering=(1, 2))
 
 
 PRESETS: dict[str, SynthPreset] = {
@@ -74,6 +81,8 @@ PRESETS: dict[str, SynthPreset] = {
         davis=VideoSetSpec(videos=30, frames=(25, 104), height=480, width=854, objects=(1, 5), entering=(0, 2)),
         jhmdb=VideoSetSpec(videos=40, frames=(15, 40), height=240, width=320, objects=(1, 1), entering=(0, 2)),
         vip=VideoSetSpec(videos=10, frames=(20, 20), height=480, width=854, objects=(1, 3), entering=(0, 2)),
+        # YouTube-VOS validation: 1280x720 clips of ~30 sampled frames, 1-3 objects, some entering.
+        vos=VideoSetSpec(videos=10, frames=(30, 36), height=720, width=1280, objects=(1, 2), entering=(1, 2)),
     ),
 }
 
@@ -143,7 +152,7 @@ def _scenes(spec: VideoSetSpec, seed: int, fmt: str, people: bool, **scene_optio
 
 
 def _write_mp4(root: Path, spec: VideoSetSpec, seed: int) -> int:
-    from smae.data.layouts import write_mp4
+    from smae.layouts.mp4 import write_mp4
     from smae.data.synth_scene import render_frame
 
     total = 0
@@ -156,7 +165,7 @@ def _write_mp4(root: Path, spec: VideoSetSpec, seed: int) -> int:
 def _write_davis(root: Path, spec: VideoSetSpec, seed: int) -> int:
     import numpy as np
 
-    from smae.data.layouts import DavisLayout
+    from smae.layouts.davis import DavisLayout
     from smae.data.synth_scene import render_frame
 
     layout, names, total = DavisLayout(root), [], 0
@@ -174,7 +183,7 @@ def _write_davis(root: Path, spec: VideoSetSpec, seed: int) -> int:
 
 
 def _write_jhmdb(root: Path, spec: VideoSetSpec, seed: int) -> int:
-    from smae.data.layouts import JhmdbLayout
+    from smae.layouts.jhmdb import JhmdbLayout
     from smae.data.synth_scene import render_frame
 
     layout, videos, total = JhmdbLayout(root), [], 0
@@ -191,7 +200,7 @@ def _write_jhmdb(root: Path, spec: VideoSetSpec, seed: int) -> int:
 
 
 def _write_vip(root: Path, spec: VideoSetSpec, seed: int) -> int:
-    from smae.data.layouts import VipLayout
+    from smae.layouts.vip import VipLayout
     from smae.data.synth_scene import render_frame
 
     layout, names, total = VipLayout(root), [], 0
@@ -206,8 +215,38 @@ def _write_vip(root: Path, spec: VideoSetSpec, seed: int) -> int:
     return total
 
 
+def _write_vos(root: Path, spec: VideoSetSpec, seed: int) -> int:
+    import numpy as np
+
+    from smae.data.synth_scene import render_frame
+    from smae.layouts.youtube_vos import YoutubeVosLayout
+
+    layout, total = YoutubeVosLayout(root), 0
+    for index, scene, num_objects in _scenes(spec, seed, "vos", people=False):
+        rendered = [render_frame(scene, t) for t in range(scene.num_frames)]
+        given = first_given_frames([frame.objects for frame in rendered], num_objects)
+        truth = [np.where(np.isin(frame.objects, [i for i, t0 in given.items() if t0 <= t]), frame.objects, 0).astype(np.uint8)
+                 for t, frame in enumerate(rendered)]
+        layout.write_video(f"synth{index:03d}", [frame.rgb for frame in rendered], truth)
+        total += scene.num_frames
+    layout.write_meta()
+    return total
+
+
+def first_given_frames(objects: list, num_visible: int) -> dict[int, int]:
+    """{object id: the frame its mask is given on}: frame 0 for the objects of frame 0 (1..
+    num_visible), else the first frame where the object is in the picture without touching its
+    edges (fully entered). objects: (H, W) id maps, one per frame."""
+    given = {i: 0 for i in range(1, num_visible + 1)}
+    for t, ids in enumerate(objects):
+        edges = set(ids[0]) | set(ids[-1]) | set(ids[:, 0]) | set(ids[:, -1])
+        for object_id in set(ids.ravel().tolist()) - edges - {0}:
+            given.setdefault(int(object_id), t)
+    return given
+
+
 _WRITERS: dict[str, Callable[[Path, VideoSetSpec, int], int]] = {
-    "mp4": _write_mp4, "davis": _write_davis, "jhmdb": _write_jhmdb, "vip": _write_vip,
+    "mp4": _write_mp4, "davis": _write_davis, "jhmdb": _write_jhmdb, "vip": _write_vip, "vos": _write_vos,
 }
 
 
@@ -221,8 +260,6 @@ def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "tiny", see
     "width", "seconds"}}}. synth.json in `out_dir` records each format's seed and spec as soon
     as its folder is in place (it never carries timings: same seed, same bytes).
     """
-    from smae.data.layouts import replaced_dir
-
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise ValueError(f"--preset: unknown {preset!r}; known: {', '.join(PRESETS)}")
@@ -252,6 +289,31 @@ def generate(out_dir: str | os.PathLike, preset: str | SynthPreset = "tiny", see
             log(f"{fmt}: {spec.videos} videos, {frames} frames of {spec.height}x{spec.width} "
                 f"in {out_dir / FORMAT_DIRS[fmt]} ({seconds:.1f} s)")
     return summary
+
+
+@contextmanager
+def replaced_dir(final: Path) -> Iterator[Path]:
+    """Yields a fresh temporary sibling of `final`; on success it replaces `final` whole.
+
+    Readers never see a half-written folder, and files of an earlier, larger run cannot
+    linger among the new ones. On error the temporary folder is removed and `final` is
+    left as it was.
+    """
+    temporary = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    retired = final.with_name(f".{final.name}.old-{os.getpid()}")
+    for leftover in (temporary, retired):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if final.exists():
+        os.replace(final, retired)
+    os.replace(temporary, final)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _record(out_dir: Path, fmt: str, entry: dict) -> None:

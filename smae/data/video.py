@@ -40,16 +40,16 @@ def frame_images(folder: Path) -> list[Path]:
     return sorted(images, key=lambda p: natural_key(p.name))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; VideoError for anything Pillow cannot read, including images over its
-    decompression-bomb limit (a 20000x10000 PNG would take 600 MB a frame)."""
-    from PIL import Image
+def read_frame(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (smae.layouts.images.read_image); VideoError for anything Pillow cannot
+    read, including images over its decompression-bomb limit, so the video is skipped."""
+    from smae.errors import UserError
+    from smae.layouts.images import read_image
 
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise VideoError(f"{path}: unreadable frame image ({type(error).__name__}: {error})") from None
+        return read_image(path, "frame image", convert="RGB")
+    except (UserError, FileNotFoundError) as error:
+        raise VideoError(str(error)) from None
 
 
 def _source_for(path: Path) -> VideoSource:
@@ -107,7 +107,7 @@ class FrameFolder:
 
     def read(self, indices: list[int]) -> dict[int, np.ndarray]:
         """{index: (H, W, 3) uint8} for each wanted index."""
-        return {index: read_image(self._frames[index]) for index in sorted(set(indices))}
+        return {index: read_frame(self._frames[index]) for index in sorted(set(indices))}
 
     def close(self) -> None:
         pass

@@ -27,7 +27,8 @@ import numpy as np
 
 from smae.errors import UserError
 from smae.eval.davis_metrics import boundary_tolerance, frame_scores, statistics
-from smae.eval.layouts_read import davis_annotation_paths, davis_sequences, read_label_png, read_result_png
+from smae.layouts import davis
+from smae.layouts.images import read_label_png, read_result_png
 from smae.eval.parallel import map_in_workers
 
 GLOBAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
@@ -82,11 +83,11 @@ def evaluate_davis(
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder not found: {results_dir}")
     tasks = []
-    for sequence in davis_sequences(data_root, split):
+    for sequence in davis.sequences(data_root, split):
         results_folder = results_dir / sequence
         if not results_folder.is_dir():
             raise FileNotFoundError(f"no results for sequence {sequence!r}: {results_folder} is missing")
-        tasks.append((sequence, davis_annotation_paths(data_root, sequence), results_folder))
+        tasks.append((sequence, davis.annotation_paths(data_root, sequence), results_folder))
     per_sequence = map_in_workers(_score_sequence, tasks, workers)
     return summarize(per_sequence)
 

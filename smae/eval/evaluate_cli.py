@@ -3,10 +3,13 @@
     smae evaluate --task davis --data DAVIS --results results/ --json scores.json
     smae evaluate --task jhmdb --data jhmdb --results results/
     smae evaluate --task vip --data vip --results results/ --split val
+    smae evaluate --task vos --data vos --results results/     (a synthetic set: it has GroundTruth/)
 
 DAVIS-2017 (semi-supervised J&F, numerically the official davis2017-evaluation): results/<seq>/
 <frame>.png indexed PNGs. JHMDB (PCK@0.1/0.2 as videowalk): results/<action>/<video>.npy joints
-(T, 15, 2). VIP (mIoU): results/<video>/<frame>.png class ids. Prints the task's table; --json
+(T, 15, 2). VIP (mIoU): results/<video>/<frame>.png class ids. YouTube-VOS (J&F, vos-benchmark's
+semantics): results/Annotations/<video>/<frame>.png against the data set's GroundTruth/. A
+results folder holding another task's propagate.json is refused. Prints the task's table; --json
 also writes the scores (NaN as null), atomically.
 
     smae evaluate --gt GT/ --results results/ [--semantics vos-benchmark] [--all-frames]
@@ -68,17 +71,46 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--semantics and --all-frames go with --gt; drop them or give --gt")
     if args.json:
         check_json_path(args.json, args.data if args.gt is None else args.gt)
+    check_run_record(args)
     if args.gt is not None:
-        scores = _evaluate_folders(args)
+        scores, table = _evaluate_folders(args)
     else:
         scores = evaluate(args.task, args.data, args.results, split=args.split, workers=args.workers)
-        print(format_scores(args.task, scores, args.split))
-    if args.json:
+        table = format_scores(args.task, scores, args.split)
+    if args.json:  # before printing: a reader that stops early (| head) loses nothing
         write_json_atomic(args.json, json_ready(scores))
+    print(table)
     return 0
 
 
-def _evaluate_folders(args: argparse.Namespace) -> dict:
+def check_run_record(args: argparse.Namespace) -> None:
+    """The results folder's propagate.json (where a propagate run wrote one) must be of the task
+    being scored: a folder another task's run wrote into is named, not scored."""
+    import json
+    from pathlib import Path
+
+    from smae.errors import UserError
+
+    record = Path(args.results) / "propagate.json"
+    if not record.is_file():
+        return
+    try:
+        saved = json.loads(record.read_text())
+        task = saved["task"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{record}: not a propagate record (no task); remove it or score another --results") from None
+    if args.gt is not None:
+        if task == "vos":
+            raise UserError(f"--results {args.results}: a --task vos run, whose masks are in "
+                            f"{Path(args.results) / 'Annotations'}; give that folder as --results")
+        return
+    if task != args.task:
+        wanted = "--video run (score it with --gt)" if task == "clip" else f"--task {task} run"
+        raise UserError(f"--results {args.results}: holds the results of a propagate {wanted} ({record}), "
+                        f"not of --task {args.task}; score it as that, or give another --results")
+
+
+def _evaluate_folders(args: argparse.Namespace) -> tuple[dict, str]:
     from smae.errors import UserError
     from smae.eval.davis_evaluate import format_davis_table
     from smae.eval.folders_evaluate import evaluate_folders
@@ -86,5 +118,4 @@ def _evaluate_folders(args: argparse.Namespace) -> dict:
     if args.task is not None or args.data is not None:
         raise UserError("--gt replaces --task and --data; give one or the other")
     scores = evaluate_folders(args.gt, args.results, args.semantics, skip_first_last=not args.all_frames, workers=args.workers)
-    print(format_davis_table(scores, f"{args.gt} ({args.semantics} semantics)"))
-    return scores
+    return scores, format_davis_table(scores, f"{args.gt} ({args.semantics} semantics)")

@@ -35,7 +35,7 @@ import numpy as np
 
 from smae.eval.davis_evaluate import summarize
 from smae.eval.davis_metrics import boundary_tolerance, frame_scores
-from smae.eval.layouts_read import read_label_png, read_result_png
+from smae.layouts.images import read_label_png, read_result_png
 from smae.eval.parallel import map_in_workers
 
 SEMANTICS = ("davis", "vos-benchmark")

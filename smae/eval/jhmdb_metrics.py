@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from smae.errors import UserError
-from smae.eval.layouts_read import jhmdb_video_key, jhmdb_videos, read_jhmdb_joints
+from smae.layouts import jhmdb
 from smae.eval.parallel import map_in_workers
 
 PCK_THRESHOLDS = (0.1, 0.2)
@@ -61,7 +61,7 @@ def pck(distances: np.ndarray, threshold: float) -> np.ndarray:
 
 def _video_distances(task: tuple[Path, Path]) -> np.ndarray:
     mat_path, result_path = task
-    gt = read_jhmdb_joints(mat_path)
+    gt = jhmdb.read_joints(mat_path)
     if not result_path.is_file():
         raise FileNotFoundError(f"result missing: {result_path} (joints for {mat_path})")
     try:
@@ -86,7 +86,7 @@ def evaluate_jhmdb(
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder not found: {results_dir}")
-    tasks = [(mat, results_dir / f"{jhmdb_video_key(frames)}.npy") for frames, mat in jhmdb_videos(data_root, split)]
+    tasks = [(mat, results_dir / f"{jhmdb.video_key(frames)}.npy") for frames, mat in jhmdb.videos(data_root, split)]
     distances = np.concatenate(map_in_workers(_video_distances, tasks, workers), axis=0)  # (sum T, J)
     scores, per_joint = {}, {}
     for threshold in PCK_THRESHOLDS:

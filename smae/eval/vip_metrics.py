@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from smae.errors import UserError
-from smae.eval.layouts_read import read_result_png, vip_annotation_paths, vip_videos
+from smae.layouts import vip
+from smae.layouts.images import read_result_png
 from smae.eval.parallel import map_in_workers
 
 VIP_CLASSES = (
@@ -68,10 +69,10 @@ def evaluate_vip(
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder not found: {results_dir}")
     tasks = []
-    for video in vip_videos(data_root, split):
+    for video in vip.videos(data_root, split):
         if not (results_dir / video).is_dir():
             raise FileNotFoundError(f"no results for video {video!r}: {results_dir / video} is missing")
-        tasks.append((vip_annotation_paths(data_root, video), results_dir / video))
+        tasks.append((vip.annotation_paths(data_root, video), results_dir / video))
     confusion = sum(map_in_workers(_video_confusion, tasks, workers))
     iou = class_iou(confusion)
     return {"mIoU": float(np.nanmean(iou)), "per_class_IoU": {name: float(value) for name, value in zip(VIP_CLASSES, iou)}}

@@ -1,5 +1,5 @@
-"""Label propagation: feature sources, protocols, the memory-bounded per-video loop and the
-dataset pipeline behind `smae propagate`.
+"""Label propagation: feature sources, protocols, the memory-bounded per-video loop, the Python
+API (`propagate`: any clip with a mask) and the dataset pipeline behind `smae propagate`.
 
 Protocols load without torch (so `smae propagate --help` stays fast); the other names are
 imported on first use.
@@ -10,7 +10,8 @@ from .protocols import PROTOCOLS, Protocol, protocol_preset
 
 # name -> submodule defining it, imported when the name is first used
 _LAZY = {"EncoderFeatures": ".features", "FeatureSource": ".features", "PixelFeatures": ".features",
-         "build_feature_source": ".features", "evaluate_results": ".pipeline", "propagate_dataset": ".pipeline"}
+         "build_feature_source": ".features", "evaluate_results": ".pipeline", "propagate_dataset": ".pipeline",
+         "propagate": ".api"}
 
 __all__ = [
     "PROTOCOLS",
@@ -20,6 +21,7 @@ __all__ = [
     "Protocol",
     "build_feature_source",
     "evaluate_results",
+    "propagate",
     "propagate_dataset",
     "protocol_preset",
 ]

@@ -1,16 +1,20 @@
-"""`smae propagate`: label propagation on DAVIS-2017, JHMDB or VIP, then the task's scores.
+"""`smae propagate`: label propagation on a benchmark (DAVIS-2017, JHMDB, VIP, YouTube-VOS) and
+its scores, or on any clip with a mask of one of its frames.
 
     smae propagate --task davis --data DAVIS --out results/ --weights dino_vits16.pth --protocol dino
+    smae propagate --task vos --data youtube-vos/valid --out results/ --weights ckpt.pth
+    smae propagate --video clip.mp4 --mask first.png --out masks/ --weights ckpt.pth --overlays
     torchrun --nproc_per_node=4 -m smae propagate --task davis --data DAVIS --out results/ --weights ckpt.pth
-    torchrun --nproc_per_node=4 --no-python smae propagate ...        (the same, through the entry point)
 
-Writes OUT/<video>/<frame>.png (DAVIS, VIP) or OUT/<action>/<video>.npy (JHMDB), the run's
-settings (OUT/propagate.json) and scores (OUT/metrics.json). Protocol fields are changed with
-`--set key=value` (see smae.propagation.protocols.Protocol).
+--task writes OUT/<video>/<frame>.png (DAVIS, VIP), OUT/Annotations/<video>/<frame>.png
+(YouTube-VOS, the server's layout) or OUT/<action>/<video>.npy (JHMDB), the run's settings
+(OUT/propagate.json) and scores (OUT/metrics.json). --video writes OUT/<clip>/<frame>.png, one
+indexed PNG per frame with the mask's palette. Protocol fields are changed with --set key=value.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 
@@ -18,27 +22,48 @@ from smae.config import add_override_argument
 from smae.errors import UserError
 from smae.eval.tasks import TASKS
 from smae.models.presets import CHECKPOINT_KEYS, ENCODERS
-from smae.propagation.protocols import PROTOCOLS
+from smae.propagation.protocols import PROTOCOLS, Protocol
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, choices=TASKS, help="evaluation set and its folder layout")
-    parser.add_argument("--data", required=True, help="data set root (DAVIS: holds JPEGImages/, Annotations/, ImageSets/)")
-    parser.add_argument("--out", required=True, help="results folder")
-    parser.add_argument("--split", default="val", help="split list to propagate (default: val)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = protocol_keys_help()
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--task", choices=TASKS, help="evaluation set and its folder layout (vos: YouTube-VOS, MOSE, LVOS)")
+    what.add_argument("--video", help="instead of --task: a video file (any container FFmpeg reads) or a folder of frames")
+    parser.add_argument("--data", help="with --task: the data set's root (DAVIS: holds JPEGImages/, Annotations/, ImageSets/)")
+    parser.add_argument("--mask", help="with --video: an indexed or grey PNG of the objects in frame --mask-frame (ids 1..254)")
+    parser.add_argument("--mask-frame", type=int, default=0, help="with --video: the frame --mask belongs to; earlier frames come out empty (default: 0)")
+    parser.add_argument("--out", required=True, help="results folder (refused if it holds results, unless --resume)")
+    parser.add_argument("--split", default="val", help="with --task: split list to propagate (default: val)")
     parser.add_argument("--weights", help="encoder checkpoint: smae, or DINO / MAE / CropMAE (full training checkpoints too) / timm; omitted: random init")
     parser.add_argument("--checkpoint-key", choices=CHECKPOINT_KEYS,
                         help="entry of the checkpoint holding the encoder (default: teacher where present, e.g. DINO; else model)")
     parser.add_argument("--features", default="encoder", choices=("encoder", "pixels"),
-                        help="feature source (pixels: raw-pixel baseline)")
+                        help="feature source (pixels: raw-pixel baseline; default: encoder)")
     parser.add_argument("--preset", choices=list(ENCODERS),
                         help="encoder architecture of foreign weights (default vits16; smae checkpoints build their own; pixels: its patch grid)")
-    parser.add_argument("--protocol", default="siammae", choices=list(PROTOCOLS), help="propagation protocol preset")
-    add_override_argument(parser, "change protocol fields, e.g. topk=10 radius=12")
-    parser.add_argument("--batch-size", type=int, default=8, help="frames encoded at once")
+    parser.add_argument("--protocol", default="siammae", choices=list(PROTOCOLS), help="propagation protocol preset (default: siammae)")
+    add_override_argument(parser, "change protocol fields, e.g. topk=10 radius=12 resize=native (keys below)")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames encoded at once (default: 8)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available; per rank under torchrun)")
     parser.add_argument("--resume", action="store_true", help="keep videos already finished in --out")
     parser.add_argument("--overlays", action="store_true", help="also write OUT/overlays/<video>/ pictures and an mp4 (not for videos --resume skips)")
+
+
+def protocol_keys_help() -> str:
+    """The --set keys with the siammae preset's values, for --help."""
+    defaults = Protocol()
+    lines = ["--set keys (siammae defaults; --protocol and --task change some):"]
+    lines += [f"  {field.name}={_shown(getattr(defaults, field.name))}" for field in dataclasses.fields(Protocol)]
+    lines += ["", "On a CPU, --set resize=native is the fast setting for frames smaller than 480x880: they keep",
+              "their own size (floored to the patch size) instead of being scaled up, e.g. 7x13 = 91 cells",
+              "for a 120x216 frame at patch 16 instead of 30x55 = 1650 (DAVIS's 480x854 gains little)."]
+    return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -49,9 +74,25 @@ def check_arguments(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 1")
-    if not Path(args.data).is_dir():
-        raise UserError(f"--data {args.data}: no such folder; give the data set's root folder")
-    check_not_inside(args.out, args.data)  # results in DAVIS/Annotations/480p would replace the ground truth
+    if args.task is not None:
+        if args.data is None:
+            raise UserError("--task needs --data, the data set's root folder")
+        if args.mask is not None:
+            raise UserError("--mask goes with --video; a --task data set holds its own masks")
+        if not Path(args.data).is_dir():
+            raise UserError(f"--data {args.data}: no such folder; give the data set's root folder")
+        check_not_inside(args.out, args.data)  # results in DAVIS/Annotations/480p would replace the ground truth
+    else:
+        if args.mask is None:
+            raise UserError("--video needs --mask, a PNG of the objects in its first frame (or of frame --mask-frame)")
+        if args.data is not None:
+            raise UserError("--data goes with --task; with --video give the clip and --mask only")
+        if not Path(args.video).exists():
+            raise UserError(f"--video {args.video}: no such file or folder")
+        if not Path(args.mask).is_file():
+            raise UserError(f"--mask {args.mask}: no such file; give a PNG of the objects in frame {args.mask_frame}")
+        if Path(args.video).is_dir():
+            check_not_inside(args.out, args.video, "--out", "--video")
     check_output_folder(args.out)
 
 
@@ -89,28 +130,22 @@ def run(args: argparse.Namespace) -> int:
 
     from .protocols import protocol_preset
 
-    protocol = apply_overrides(protocol_preset(args.protocol, args.task), args.overrides)
+    protocol = apply_overrides(protocol_preset(args.protocol, args.task or "clip"), args.overrides)
     check_arguments(args)
     device = resolve_device(args.device)
     try:
-        scores = _propagate(args, protocol, device)
+        return _propagate(args, protocol, device)
     except KeyboardInterrupt:
         print(f"smae propagate: interrupted; finished videos are kept in {args.out} (nothing half-written); "
               f"continue with: {resume_command()}", file=sys.stderr)
         return 130
-    if scores is not None:
-        from smae.eval.tasks import format_scores
-
-        print(format_scores(args.task, scores, args.split))
-    return 0
 
 
-def _propagate(args: argparse.Namespace, protocol, requested):
+def _propagate(args: argparse.Namespace, protocol, requested) -> int:
     import torch
 
     from .distributed import current_ranks, init_from_environment
     from .features import build_feature_source
-    from .pipeline import propagate_dataset
 
     use_cuda = requested.type == "cuda"
     created_group = init_from_environment(use_cuda)
@@ -123,11 +158,58 @@ def _propagate(args: argparse.Namespace, protocol, requested):
             source = build_feature_source(args.features, args.preset, args.weights, device,
                                           pos_resize=protocol.pos_resize, checkpoint_key=args.checkpoint_key)
         run_info = {"features": args.features, "preset": args.preset, "weights": args.weights,
-                    "checkpoint_key": args.checkpoint_key, "protocol_name": args.protocol}
-        return propagate_dataset(
-            args.task, args.data, args.out, source, protocol, split=args.split, batch_size=args.batch_size,
-            resume=args.resume, overlays=args.overlays, run_info=run_info,
-        )
+                    "checkpoint_key": args.checkpoint_key, "protocol_name": args.protocol, "batch_size": args.batch_size}
+        if args.video is not None:
+            if ranks.world_size > 1:  # every rank would write the same clip
+                raise UserError("--video: one clip runs in one process; start it with smae, not torchrun")
+            return _propagate_clip(args, protocol, source, run_info)
+        return _propagate_task(args, protocol, source, run_info, ranks.rank)
     finally:
         if created_group:
             torch.distributed.destroy_process_group()
+
+
+def _propagate_task(args, protocol, source, run_info: dict, rank: int) -> int:
+    from pathlib import Path
+
+    from smae.eval.tasks import format_scores, has_ground_truth
+
+    from .pipeline import METRICS_FILE, RUN_FILE, propagate_dataset
+
+    scores = propagate_dataset(args.task, args.data, args.out, source, protocol, split=args.split,
+                               batch_size=args.batch_size, resume=args.resume, overlays=args.overlays, run_info=run_info)
+    if rank != 0:
+        return 0
+    out = Path(args.out)
+    if scores is not None:
+        print(format_scores(args.task, scores, args.split))
+        print(f"results in {out}, settings in {out / RUN_FILE}, scores in {out / METRICS_FILE}")
+    elif not has_ground_truth(args.task, args.data):
+        print(f"results in {out / 'Annotations'}, settings in {out / RUN_FILE}; no ground truth in {args.data} "
+              f"to score them: zip {out / 'Annotations'} for the evaluation server")
+    return 0
+
+
+def _propagate_clip(args, protocol, source, run_info: dict) -> int:
+    from pathlib import Path
+
+    from .api import predictions
+    from .clip import write_clip
+    from .frames import open_frames
+    from .pipeline import RUN_FILE, input_sizes
+    from .protocols import resolved_settings
+
+    frames = open_frames(args.video)
+    found = predictions(frames, args.mask, encoder=source, protocol=protocol, mask_frame=args.mask_frame,
+                        batch_size=args.batch_size, mask_name=f"--mask {args.mask}")
+    settings = {"task": "clip", "video": str(args.video), "mask": str(args.mask), "mask_frame": args.mask_frame,
+                "protocol": resolved_settings(protocol), "input_sizes": input_sizes([frames.size], protocol, source.stride),
+                "source": {"type": type(source).__name__, "stride": source.stride}, **run_info}
+    out = Path(args.out)
+    written = write_clip(out, frames, Path(args.mask), found, settings, args.overlays, args.resume)
+    if written is None:
+        print(f"nothing to do: {out} already holds this clip's masks (--resume)")
+    else:
+        overlay = f", overlay video in {out / 'overlays' / written.name / 'overlay.mp4'}" if args.overlays else ""
+        print(f"masks in {written}{overlay}, settings in {out / RUN_FILE}")
+    return 0

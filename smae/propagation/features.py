@@ -103,7 +103,8 @@ def build_feature_source(
         raise UserError(f"--features {kind}: unknown feature source; choose from encoder, pixels")
     if weights is None:
         preset = preset or DEFAULT_PRESET
-        warnings.warn(f"no --weights given: propagating with a randomly initialised {preset} encoder", stacklevel=2)
+        warnings.warn(f"no encoder weights given: propagating with a randomly initialised {preset} encoder "
+                      "(its masks show the machinery, not a model)", stacklevel=2)
         encoder = build_encoder(preset)
         # MAE's initialisation from a fixed seed: every torchrun rank gets the same random encoder.
         with torch.random.fork_rng(devices=[]):

@@ -65,12 +65,14 @@ def resize_bilinear(maps: torch.Tensor, size: tuple[int, int], library: str) -> 
 
 
 def segmentation_labels(
-    annotation: np.ndarray, size: tuple[int, int], grid: tuple[int, int], protocol: Protocol, device: torch.device
+    annotation: np.ndarray, size: tuple[int, int], grid: tuple[int, int], protocol: Protocol, device: torch.device,
+    ids: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """annotation (H0, W0) uint8 ids; size: input (H, W); grid (h, w)
+    """annotation (H0, W0) uint8 ids; size: input (H, W); grid (h, w); ids: the channels' label
+    ids, sorted, 0 first (default: the annotation's; more when objects enter later)
     -> labels (h*w, K) float32 on the grid, ids (K,) int64 (ids[0] = 0, background)."""
     mask = np.where(annotation == VOID_LABEL, 0, annotation).astype(np.uint8)
-    ids = np.union1d([0], mask)  # sorted, includes 0
+    ids = np.union1d([0], mask) if ids is None else np.asarray(ids)  # sorted, includes 0
     if protocol.label_downsample == "nearest":
         onehot = resize_nearest(mask, grid, protocol.label_nearest)[None] == ids[:, None, None]  # (K, h, w)
         labels = torch.from_numpy(onehot.astype(np.float32))

@@ -10,7 +10,12 @@ then moved into place with os.replace (same file system, so each move is atomic)
                   OUT/eval_pck/<i>.dat          the same joints as CRW's test.py dumps them for its
                   eval_pck.py: (2, 15, T) (x, y) in feature cells, i = the video's line in the
                   split list (an .npy file: np.load reads it, with or without allow_pickle)
-    overlays      OUT/overlays/<video>/<frame>.jpg and OUT/overlays/<video>/overlay.mp4 (H.264)
+    YouTube-VOS   OUT/Annotations/<video>/<frame>.png, indexed PNGs with the given masks' palette
+                  (the layout the evaluation server takes, zipped)
+    one clip      OUT/<clip>/<frame>.png, indexed PNGs with the given mask's palette (DAVIS's for
+                  a grey mask)
+    overlays      OUT/overlays/<video>/<frame>.jpg and OUT/overlays/<video>/overlay.mp4 (H.264,
+                  at the clip's frame rate where it has one, else 30 fps)
 The result is moved last, so its presence means the video is complete (what --resume checks).
 A crash leaves only the staging folder, which the next run removes.
 """
@@ -25,24 +30,28 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from smae.data.layouts import write_indexed_png, write_mp4
+from smae.layouts.images import DAVIS_PALETTE, read_palette, write_indexed_png
+from smae.layouts.mp4 import MP4_FPS, write_mp4
+from smae.layouts.youtube_vos import RESULTS as VOS_RESULTS
 
 from .engine import FramePrediction
 from .overlays import blend_labels, draw_joints, even_crop
-from .videos import Video, frame_size
+from .videos import Video
 
 STAGING = ".partial"
 OVERLAYS = "overlays"
 CRW_PCK = "eval_pck"
 
 
-def result_path(out_dir: Path, video: Video) -> Path:
+def result_path(out_dir: Path, video: Video, task: str) -> Path:
     """Where a finished video's result lives (a folder of PNGs, or a .npy of joints)."""
-    return out_dir / (video.name if video.kind == "segmentation" else f"{video.name}.npy")
+    if video.kind == "pose":
+        return out_dir / f"{video.name}.npy"
+    return out_dir / VOS_RESULTS / video.name if task == "vos" else out_dir / video.name
 
 
-def is_done(out_dir: Path, video: Video) -> bool:
-    return result_path(out_dir, video).exists()
+def is_done(out_dir: Path, video: Video, task: str) -> bool:
+    return result_path(out_dir, video, task).exists()
 
 
 def clear_staging(out_dir: Path) -> None:
@@ -63,15 +72,19 @@ def _replace(source: Path, target: Path, trash: Path) -> None:
 
 
 class VideoOutput:
-    """Use as `with VideoOutput(out_dir, video, overlays, list_index) as output: output.write_all(predictions)`.
+    """Use as `with VideoOutput(out_dir, video, task, overlays, list_index) as output: output.write_all(predictions)`.
 
-    list_index: the video's position in its split list (names CRW's OUT/eval_pck/<i>.dat)."""
+    task: 'davis', 'jhmdb', 'vip', 'vos' or 'clip' (where the result goes); list_index: the
+    video's position in its split list (names CRW's OUT/eval_pck/<i>.dat); fps: of the overlay
+    video."""
 
-    def __init__(self, out_dir: Path, video: Video, overlays: bool, list_index: int):
+    def __init__(self, out_dir: Path, video: Video, task: str, overlays: bool, list_index: int = 0, fps=MP4_FPS):
         self.out_dir, self.video, self.overlays, self.list_index = Path(out_dir), video, overlays, list_index
+        self.target, self.fps = result_path(self.out_dir, video, task), fps
         self.joints: list[np.ndarray] = []
         self.joint_cells: list[np.ndarray] = []
         self.grey_ids = video.kind == "segmentation" and _is_grey(video.annotation)
+        self.palette = read_palette(video.annotation) if video.kind == "segmentation" and not self.grey_ids else None
 
     def __enter__(self) -> "VideoOutput":
         # The staging folder is made here, after every read, so that an interrupt (Ctrl-C) can
@@ -103,22 +116,24 @@ class VideoOutput:
             for _ in pictures:
                 pass
             return
-        height, width = frame_size(self.video.frames[0])
-        write_mp4(self.overlay_dir / "overlay.mp4", (even_crop(picture) for picture in pictures), height // 2 * 2, width // 2 * 2)
+        first = next(pictures, None)
+        if first is not None:
+            height, width = even_crop(first).shape[:2]
+            write_mp4(self.overlay_dir / "overlay.mp4", _chain(first, pictures), height, width, self.fps)
 
     def _save(self, prediction: FramePrediction) -> np.ndarray | None:
-        stem = self.video.frames[prediction.index].stem
+        stem = prediction.stem
         if prediction.labels is None:
             self.joints.append(prediction.joints)
             self.joint_cells.append(prediction.joint_cells)
         elif self.grey_ids:
             Image.fromarray(np.ascontiguousarray(prediction.labels, np.uint8), mode="L").save(self.result_dir / f"{stem}.png")
         else:
-            write_indexed_png(self.result_dir / f"{stem}.png", prediction.labels)
+            write_indexed_png(self.result_dir / f"{stem}.png", prediction.labels, self.palette)
         if not self.overlays:
             return None
         if prediction.labels is not None:
-            picture = blend_labels(prediction.original, prediction.labels)
+            picture = blend_labels(prediction.original, prediction.labels, DAVIS_PALETTE if self.palette is None else self.palette)
         else:
             picture = draw_joints(prediction.original, prediction.joints)
         Image.fromarray(picture).save(self.overlay_dir / f"{stem}.jpg", quality=90)
@@ -127,7 +142,7 @@ class VideoOutput:
     def _commit(self) -> None:
         if self.overlays:
             _replace(self.overlay_dir, self.out_dir / OVERLAYS / self.video.name, self.staging)
-        target = result_path(self.out_dir, self.video)
+        target = self.target
         if self.video.kind == "segmentation":
             _replace(self.result_dir, target, self.staging)
         else:
@@ -138,6 +153,13 @@ class VideoOutput:
             staged = self.staging / "joints.npy"
             np.save(staged, np.stack(self.joints))
             _replace(staged, target, self.staging)
+
+
+def _chain(first: np.ndarray, rest) -> Iterable[np.ndarray]:
+    """Overlay pictures cropped to even sizes (H.264 yuv420p), the first one included."""
+    yield even_crop(first)
+    for picture in rest:
+        yield even_crop(picture)
 
 
 def _is_grey(annotation: Path) -> bool:

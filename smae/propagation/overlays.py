@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from smae.data.layouts import DAVIS_PALETTE
+from smae.layouts.images import DAVIS_PALETTE
 
 BLEND = 0.5  # weight of the label colour where a label is present
 
 
-def blend_labels(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """rgb (H, W, 3) uint8, labels (h, w) ids -> (H, W, 3) uint8: labelled pixels tinted with
-    their palette colour, background untouched (labels nearest-resized to the frame if needed)."""
+def blend_labels(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray = DAVIS_PALETTE) -> np.ndarray:
+    """rgb (H, W, 3) uint8, labels (h, w) ids, palette (256, 3) -> (H, W, 3) uint8: labelled
+    pixels tinted with their palette colour, background untouched (labels nearest-resized to the
+    frame if needed)."""
     if labels.shape != rgb.shape[:2]:
         labels = np.asarray(Image.fromarray(labels).resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST))
-    colours = DAVIS_PALETTE[labels].astype(np.float32)
+    colours = palette[labels].astype(np.float32)
     tinted = rgb.astype(np.float32) * (1 - BLEND) + colours * BLEND
     return np.where(labels[..., None] > 0, tinted, rgb).round().astype(np.uint8)
 

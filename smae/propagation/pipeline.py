@@ -1,4 +1,4 @@
-"""Propagating a whole evaluation set, then scoring it: the Python API behind `smae propagate`.
+"""Propagating a whole evaluation set, then scoring it: the Python API behind `smae propagate --task`.
 
     from smae.propagation import PixelFeatures, build_feature_source, propagate_dataset, protocol_preset
     source = build_feature_source("encoder", "vits16", "dino_vits16.pth", device="cuda")
@@ -9,7 +9,6 @@ every rank writes its own, and rank 0 scores the folder once all are done.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -20,14 +19,14 @@ from typing import Callable
 from smae.atomic import write_json_atomic
 from smae.errors import UserError, describe_os_error
 from smae.progress import progress_bar
-from smae.eval.tasks import evaluate, json_ready
+from smae.eval.tasks import evaluate, has_ground_truth, json_ready
 
 from .distributed import barrier, current_ranks, shard
 from .engine import propagate_video
 from .features import FeatureSource
 from .outputs import VideoOutput, clear_staging, is_done
-from .protocols import Protocol
-from .videos import check_video_files, list_videos
+from .protocols import Protocol, input_size, resolved_settings
+from .videos import check_video_files, frame_size, list_videos
 
 RUN_FILE = "propagate.json"  # the resolved settings of the run that wrote a results folder
 METRICS_FILE = "metrics.json"
@@ -49,7 +48,7 @@ def propagate_dataset(
     run_info: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict | None:
-    """Propagates every video of `task` ('davis', 'jhmdb', 'vip') under `data_root` into `out_dir`.
+    """Propagates every video of `task` ('davis', 'jhmdb', 'vip', 'vos') under `data_root` into `out_dir`.
 
     source: features of normalised frames (EncoderFeatures, PixelFeatures or any FeatureSource);
     batch_size: frames encoded at once; resume: keep videos already finished in out_dir (the
@@ -57,17 +56,21 @@ def propagate_dataset(
     run_info: extra JSON-able settings recorded in out_dir/propagate.json (weights, preset...);
     log: where the time estimate after the first video goes (default: stderr, also with
     progress=False: a long run is never silent).
-    Returns the scores on rank 0 when `evaluate` (also saved as out_dir/metrics.json), else None.
+    A folder that already holds a run's results is refused unless `resume`.
+    Returns the scores on rank 0 when `evaluate` and the data set holds its ground truth (also
+    saved as out_dir/metrics.json), else None.
     """
     out_dir = Path(out_dir)
     videos = list_videos(task, data_root, split)
     ranks = current_ranks()
-    settings = {"task": task, "split": split, "protocol": dataclasses.asdict(protocol),
-                "source": {"type": type(source).__name__, "stride": source.stride}, **(run_info or {})}
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
-    _check_resumable(out_dir, settings, resume)  # every rank: all raise alike, none waits alone
     for video in videos:  # every rank, before anything is written
         check_video_files(video)
+    settings = {"task": task, "split": split, "data": str(Path(data_root).resolve()), "protocol": resolved_settings(protocol),
+                "input_sizes": input_sizes([frame_size(v.frames[0]) for v in videos], protocol, source.stride),
+                "source": {"type": type(source).__name__, "stride": source.stride}, **(run_info or {})}
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back
+    check_resumable(out_dir, settings, resume, any(is_done(out_dir, v, task) for v in videos))  # every rank alike
+    barrier()  # every rank has looked before rank 0 writes the record
     if ranks.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         clear_staging(out_dir)
@@ -75,7 +78,7 @@ def propagate_dataset(
     barrier()
 
     mine = shard([len(v.frames) for v in videos], ranks.rank, ranks.world_size)  # indices into the split list
-    todo = [i for i in mine if not (resume and is_done(out_dir, videos[i]))]
+    todo = [i for i in mine if not (resume and is_done(out_dir, videos[i], task))]
     total_frames = sum(len(videos[i].frames) for i in todo)
     prefix = f"[rank {ranks.rank}] " if ranks.world_size > 1 else ""
     bar = progress_bar(total=total_frames, unit="frame", disable=not progress, desc=f"{prefix}propagate {task}",
@@ -86,7 +89,7 @@ def propagate_dataset(
             bar.set_postfix_str(video.name, refresh=False)
             start = time.perf_counter()
             try:
-                with VideoOutput(out_dir, video, overlays, list_index) as output:
+                with VideoOutput(out_dir, video, task, overlays, list_index) as output:
                     output.write_all(_counted(propagate_video(video, source, protocol, batch_size=batch_size), bar))
             except OSError as error:  # reads raise UserError: this is a write (a full disk, a lost mount)
                 message = describe_os_error(error, error.filename or out_dir)
@@ -97,7 +100,7 @@ def propagate_dataset(
                 seconds = time.perf_counter() - start
                 (log or _to_stderr)(prefix + estimate_line(video.name, len(video.frames), seconds, total_frames - len(video.frames)))
     barrier()
-    if not evaluate or ranks.rank != 0:
+    if not evaluate or ranks.rank != 0 or not has_ground_truth(task, data_root):
         return None
     scores = evaluate_results(task, data_root, out_dir, split)
     write_json_atomic(out_dir / METRICS_FILE, json_ready(scores))  # strict JSON: NaN (undefined) -> null
@@ -130,14 +133,37 @@ def evaluate_results(task: str, data_root: str | os.PathLike, out_dir: str | os.
     return evaluate(task, data_root, out_dir, split=split)
 
 
-def _check_resumable(out_dir: Path, settings: dict, resume: bool) -> None:
-    """--resume must not mix results made with other settings into one folder."""
-    saved_path = out_dir / RUN_FILE
-    if not resume or not saved_path.is_file():
-        return
-    saved = json.loads(saved_path.read_text())
-    changed = sorted(key for key in set(saved) | set(settings) if saved.get(key) != settings.get(key))
-    if changed:
-        details = "; ".join(f"{key}: {saved.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
-        raise ValueError(f"--resume: {out_dir} holds results made with other settings ({details}); use a new --out or drop --resume")
+def input_sizes(frame_sizes: list[tuple[int, int]], protocol: Protocol, stride: int) -> list[dict]:
+    """The distinct frame sizes of a run and the input size each is resized to (what `size`
+    alone does not say under resize=native, short_side or long_side)."""
+    distinct = sorted(set(frame_sizes))
+    return [{"frames": list(size), "input": list(input_size(protocol, *size, stride))} for size in distinct]
 
+
+def check_resumable(out_dir: Path, settings: dict, resume: bool, has_results: bool) -> None:
+    """A folder holding results is continued only with --resume, and only with its own settings."""
+    saved_path = out_dir / RUN_FILE
+    if not resume:
+        if saved_path.is_file() or has_results:
+            raise UserError(f"--out {out_dir}: already holds results of a propagate run ({RUN_FILE}); "
+                            f"add --resume to finish that run, or give a new --out folder")
+        return
+    if not saved_path.is_file():
+        return
+    saved, now = _flat(json.loads(saved_path.read_text())), _flat(settings)
+    changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+    if changed:
+        details = "; ".join(f"{key}: {saved.get(key)!r} then, {now.get(key)!r} now" for key in changed)
+        raise UserError(f"--resume: {out_dir} holds results made with other settings ({details}); "
+                        f"use the same settings, or a new --out folder")
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """{'protocol': {'topk': 7}} -> {'protocol.topk': 7}: a changed field is named alone."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -18,6 +18,7 @@ has its own), and `--set key=value` (smae.config.apply_overrides) changes any fi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -110,13 +111,30 @@ TASK_SETTINGS: dict[tuple[str, str], dict] = {
 }
 
 
+# Objects entering later (YouTube-VOS) and a user's own clip: the semi-supervised protocol makes
+# a given mask the output at its frame; the rest as on DAVIS.
+GIVEN_MASK_TASKS = ("vos", "clip")
+
+
 def protocol_preset(name: str, task: str = "davis") -> Protocol:
-    """The preset `name` ('siammae', 'siammae-paper', 'crw', 'dino') with the settings of `task`."""
+    """The preset `name` ('siammae', 'siammae-paper', 'crw', 'dino') with the settings of `task`
+    (one of TASKS, or 'clip': one video with a mask, as `smae propagate --video`)."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if task not in TASKS + ("clip",):
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}, clip")
+    if task in GIVEN_MASK_TASKS:
+        return dataclasses.replace(PROTOCOLS[name], first_frame="given")
     return dataclasses.replace(PROTOCOLS[name], **TASK_SETTINGS.get((name, task), {}))
+
+
+def resolved_settings(protocol: Protocol) -> dict:
+    """The protocol as a JSON-able dict of the settings in use: `size` is None where the resize
+    rule ignores it (native: every frame at its own size, floored to the stride)."""
+    settings = json.loads(json.dumps(dataclasses.asdict(protocol)))  # tuples -> lists, as they read back
+    if protocol.resize == "native":
+        settings["size"] = None
+    return settings
 
 
 def input_size(protocol: Protocol, height: int, width: int, stride: int) -> tuple[int, int]:
