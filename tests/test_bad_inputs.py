@@ -466,6 +466,9 @@ from smae import progress
 from smae.cli import main
 from smae.propagation import pipeline
 progress.LOG_INTERVAL = float("inf")
+# A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: restore
+# the handler a terminal session has, so the test does not depend on how pytest was started.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 propagate_video, videos = pipeline.propagate_video, []
 def interrupted(video, *args, **kwargs):
     videos.append(video.name)
