@@ -5,7 +5,7 @@ a name that belongs to an unrelated PyPI package).
 """
 from setuptools import setup
 
-SUBPACKAGES = ["models", "data", "layouts", "train", "eval", "propagation"]
+SUBPACKAGES = ["models", "data", "layouts", "train", "eval", "propagation", "commands"]
 
 setup(
     name="smae",

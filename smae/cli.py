@@ -21,13 +21,13 @@ from smae.errors import UserError, describe_os_error, os_error_in
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("smae.info", "show versions, devices and which kernel backends can run"),
-    "prepare": ("smae.data.prepare", "decode videos once into a frame store that pretrain --data reads fast"),
-    "pretrain": ("smae.train.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
+    "info": ("smae.commands.info", "show versions, devices and which kernel backends can run"),
+    "prepare": ("smae.commands.prepare", "decode videos once into a frame store that pretrain --data reads fast"),
+    "pretrain": ("smae.commands.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
     "demo": ("smae.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
-    "propagate": ("smae.propagation.command", "propagate masks through DAVIS / JHMDB / VIP / YouTube-VOS videos and score them, or through any clip"),
-    "synth": ("smae.data.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB, VIP and YouTube-VOS layouts"),
-    "evaluate": ("smae.eval.evaluate_cli", "score a results folder: DAVIS J&F (official numbers), JHMDB PCK, VIP mIoU"),
+    "propagate": ("smae.commands.propagate", "propagate masks through DAVIS / JHMDB / VIP / YouTube-VOS videos and score them, or through any clip"),
+    "synth": ("smae.commands.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB, VIP and YouTube-VOS layouts"),
+    "evaluate": ("smae.commands.evaluate", "score a results folder: DAVIS J&F (official numbers), JHMDB PCK, VIP mIoU"),
 }
 
 DEBUG_VARIABLE = "SMAE_DEBUG"

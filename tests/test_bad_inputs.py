@@ -428,16 +428,16 @@ def test_smae_debug_shows_the_traceback(world, tmp_path):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """In process: only mistakes a user can fix become one line."""
-    import smae.info
+    import smae.commands.info
     from smae import cli
 
     def broken(args):
         np.zeros(3).reshape(2, 2)  # a ValueError from NumPy: a bug, not the user's input
 
-    monkeypatch.setattr(smae.info, "run", broken)
+    monkeypatch.setattr(smae.commands.info, "run", broken)
     with pytest.raises(ValueError, match="reshape"):
         cli.main(["info"])
-    monkeypatch.setattr(smae.info, "run", lambda args: {}["missing"])
+    monkeypatch.setattr(smae.commands.info, "run", lambda args: {}["missing"])
     with pytest.raises(KeyError):
         cli.main(["info"])
 

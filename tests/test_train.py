@@ -11,7 +11,7 @@ from pretrain_fixtures import small_config, write_broken_videos, write_synthetic
 
 from smae.config import to_dict
 from smae.models import SiamMAE
-from smae.train import pretrain
+from smae.commands import pretrain
 from smae.train.checkpoint import build_model_from_checkpoint, load_checkpoint
 from smae.train.config import TRAIN_PRESETS, train_config_from_dict
 from smae.train.distributed import StepBatchSampler

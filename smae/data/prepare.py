@@ -13,7 +13,6 @@ worker processes, one shard at a time each. A video that does not decode is coun
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -34,27 +33,6 @@ MIN_SHARDS = 64
 
 def videos_per_shard(num_videos: int) -> int:
     return min(MAX_VIDEOS_PER_SHARD, max(1, -(-num_videos // MIN_SHARDS)))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True,
-                        help="folder (searched recursively, e.g. Kinetics-style class folders), video file, or list file")
-    parser.add_argument("--out", required=True, help="store folder (created; an unfinished one is resumed)")
-    parser.add_argument("--short-side", type=int, default=DEFAULT_SHORT_SIDE,
-                        help=f"frames are resized to this short side in pixels (default {DEFAULT_SHORT_SIDE})")
-    parser.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help=f"JPEG quality 1-95 (default {DEFAULT_QUALITY})")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU core)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        summary = prepare(args.data, args.out, short_side=args.short_side, quality=args.quality, workers=args.workers)
-    except KeyboardInterrupt:
-        print(f"\nsmae prepare: interrupted; finished shards are kept. Resume with the same command:\n"
-              f"  smae prepare --data {args.data} --out {args.out}", file=sys.stderr)
-        return 130
-    print(summary.describe(args.out))
-    return 0
 
 
 class PrepareSummary(NamedTuple):
@@ -239,4 +217,3 @@ def _summarise(out: Path, manifest: dict, seconds: float) -> PrepareSummary:
         size += os.path.getsize(out / f"{shard_stem(shard)}.tar")
     write_text_atomic(out / "unreadable.txt", "".join(f"{reason}\n" for reason in unreadable))
     return PrepareSummary(videos, len(unreadable), frames, size, seconds)
-

@@ -21,7 +21,6 @@ A format's folder is rebuilt whole on every run; `synth.json` records what was g
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smae.atomic import write_json_atomic
-from smae.config import add_override_argument
 
 FORMATS = ("mp4", "davis", "jhmdb", "vip", "vos")
 FORMAT_DIRS = {"mp4": "videos", "davis": "davis", "jhmdb": "jhmdb", "vip": "vip", "vos": "vos"}
@@ -322,24 +320,3 @@ def _record(out_dir: Path, fmt: str, entry: dict) -> None:
     manifest = json.loads(path.read_text()) if path.exists() else {"formats": {}}
     manifest["formats"][fmt] = entry
     write_json_atomic(path, manifest)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
-    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                        help="dataset sizes (default: tiny)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same files (default: 0)")
-    parser.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
-    add_override_argument(parser, "override preset fields, e.g. davis.videos=5 vip.frames=10,20")
-
-
-def run(args: argparse.Namespace) -> int:
-    from smae.config import apply_overrides
-
-    # With --set the preset becomes a custom one; synth.json records its full spec.
-    preset = apply_overrides(PRESETS[args.preset], args.overrides) if args.overrides else args.preset
-    summary = generate(args.out, preset, args.seed, args.formats, log=print)
-    total = sum(info["frames"] for info in summary["formats"].values())
-    print(f"wrote {total} frames to {args.out} (preset {summary['preset']}, seed {args.seed})")
-    return 0

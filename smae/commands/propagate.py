@@ -128,7 +128,7 @@ def resume_command() -> str:
 def run(args: argparse.Namespace) -> int:
     from smae.config import apply_overrides
 
-    from .protocols import protocol_preset
+    from smae.propagation.protocols import protocol_preset
 
     protocol = apply_overrides(protocol_preset(args.protocol, args.task or "clip"), args.overrides)
     check_arguments(args)
@@ -144,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
 def _propagate(args: argparse.Namespace, protocol, requested) -> int:
     import torch
 
-    from .distributed import current_ranks, init_from_environment
-    from .features import build_feature_source
+    from smae.propagation.distributed import current_ranks, init_from_environment
+    from smae.propagation.features import build_feature_source
 
     use_cuda = requested.type == "cuda"
     created_group = init_from_environment(use_cuda)
@@ -174,7 +174,7 @@ def _propagate_task(args, protocol, source, run_info: dict, rank: int) -> int:
 
     from smae.eval.tasks import format_scores, has_ground_truth
 
-    from .pipeline import METRICS_FILE, RUN_FILE, propagate_dataset
+    from smae.propagation.pipeline import METRICS_FILE, RUN_FILE, propagate_dataset
 
     scores = propagate_dataset(args.task, args.data, args.out, source, protocol, split=args.split,
                                batch_size=args.batch_size, resume=args.resume, overlays=args.overlays, run_info=run_info)
@@ -193,11 +193,11 @@ def _propagate_task(args, protocol, source, run_info: dict, rank: int) -> int:
 def _propagate_clip(args, protocol, source, run_info: dict) -> int:
     from pathlib import Path
 
-    from .api import predictions
-    from .clip import write_clip
-    from .frames import open_frames
-    from .pipeline import RUN_FILE, input_sizes
-    from .protocols import resolved_settings
+    from smae.propagation.api import predictions
+    from smae.propagation.clip import write_clip
+    from smae.propagation.frames import open_frames
+    from smae.propagation.pipeline import RUN_FILE, input_sizes
+    from smae.propagation.protocols import resolved_settings
 
     frames = open_frames(args.video)
     found = predictions(frames, args.mask, encoder=source, protocol=protocol, mask_frame=args.mask_frame,
