@@ -1,17 +1,21 @@
-"""`smae demo`: the folder guard, and the whole path on a very small set (the real demo takes
-minutes; its claim, trained > random init, is checked by running it)."""
+"""`smae demo`: the folder guard, the whole path on a very small set with its pictures, and (marked
+exhaustive: minutes) the full demo's claim, trained beats random init and pixels by the margin."""
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 from pretrain_fixtures import small_config, write_video_set
 
 from smae import cli
 from smae.data import synth
+from PIL import Image
+
 from smae.demo import MARKER, SOURCES, feature_sources, prepare_out_dir, run_demo
+from smae.demo_pictures import LOSS_DPI, LOSS_FIGSIZE, STRIP_FRAMES, strip_frames, strip_size
 from smae.errors import UserError
 from smae.models import SiamMAE
 from smae.train.config import TRAIN_PRESETS
@@ -45,15 +49,34 @@ def test_demo_runs_end_to_end_on_a_small_set(tmp_path):
     out = tmp_path / "demo"
     prepare_out_dir(out)
     lines = []
-    summary = run_demo(out, synth_preset=small, train_config=small_config("epochs=2"),
+    summary = run_demo(out, seed=5, synth_preset=small, train_config=small_config("epochs=2"),
                        log=lines.append)
     assert list(summary) == list(SOURCES)
-    assert json.loads((out / "summary.json").read_text()) == summary
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["seed"] == 5 and saved["seconds"] > 0
+    assert {name: saved[name] for name in SOURCES} == summary
+    assert json.loads((out / "data" / "synth.json").read_text())["formats"]["davis"]["seed"] == 5
+    assert json.loads((out / "pretrain" / "config.json").read_text())["config"]["seed"] == 5
     for scores in summary.values():
         assert set(scores) == {"J&F-Mean", "J-Mean", "F-Mean"}
         assert 0 <= scores["J-Mean"] <= 1 and scores["J&F-Mean"] == pytest.approx((scores["J-Mean"] + scores["F-Mean"]) / 2)
     assert (out / "pretrain" / "checkpoint.pt").exists() and list((out / "pretrain" / "figures").glob("*.png"))
     assert any(line.startswith("features") for line in lines)  # the table
+
+    # The pictures: a strip of frame | ground truth | 3 sources for a few frames of the first
+    # sequence, and a 640x400 loss curve.
+    rows = len(strip_frames(small.davis.frames[0]))
+    strip = Image.open(out / "strip.png")
+    assert strip.size == strip_size(small.davis.height, small.davis.width, rows, 2 + len(SOURCES))
+    pixels = np.asarray(strip.convert("RGB"))
+    assert pixels.std() > 10  # frames were pasted, not a blank canvas
+    assert Image.open(out / "loss.png").size == (round(LOSS_FIGSIZE[0] * LOSS_DPI), round(LOSS_FIGSIZE[1] * LOSS_DPI))
+
+
+def test_strip_frames_skip_the_given_first_frame():
+    assert strip_frames(40) == [11, 20, 29, 39]
+    assert len(strip_frames(100)) == STRIP_FRAMES
+    assert strip_frames(3) == [1, 2]
 
 
 def test_random_init_baseline_is_the_runs_starting_point(tmp_path):
