@@ -100,3 +100,18 @@ def test_tiny_recipe_fits_the_tiny_synthetic_set():
     assert recipe.gap_range[1] < videos.frames[0]  # every gap fits every video
     smallest_crop_side = min(videos.height, videos.width) * recipe.crop_scale[0] ** 0.5
     assert recipe.model.encoder.img_size <= smallest_crop_side  # crops are shrunk to the model's size, never enlarged
+
+
+MARGIN = 0.05  # J&F (as a fraction): the demo's claim, pre-training beats both baselines by 5 points
+
+
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_full_demo_beats_both_baselines_by_the_margin(tmp_path, seed):
+    """The full demo (about 6 minutes on 2 cores per seed): trained beats random init and pixels."""
+    out = tmp_path / "demo"
+    prepare_out_dir(out)
+    summary = run_demo(out, seed=seed, log=lambda _: None)
+    trained = summary["trained"]["J&F-Mean"]
+    for baseline in ("random_init", "pixels"):
+        assert trained - summary[baseline]["J&F-Mean"] >= MARGIN, f"seed {seed}: {summary}"
