@@ -2,10 +2,9 @@
 `smae pretrain --preset tiny --data STORE` for a few hundred steps: the loss falls clearly below
 where it started, and the reconstruction figure shows a real frame pair.
 
-Full length (the `tiny` recipe's own 600 steps would see 4 videos 1200 times each; on real data
-use as many videos as you have):
+Full length (the demo's 600 steps over the 4 clips; an epoch is as many pairs as videos):
     smae prepare --data VIDEOS --out STORE --short-side 96
-    smae pretrain --preset tiny --data STORE --out RUN --set batch_size=8
+    smae pretrain --preset tiny --data STORE --out RUN --set batch_size=8 epochs=1200
 """
 from __future__ import annotations
 
