@@ -83,7 +83,10 @@ def test_random_init_baseline_is_the_runs_starting_point(tmp_path):
     videos = tmp_path / "videos"
     write_video_set(videos, 4, num_frames=16, size=32)
     config = small_config("epochs=1", "seed=3")
-    result = train(config, videos, tmp_path / "run", progress=False)
+    seen = []  # what a learning curve is handed: each checkpoint, while it is in place
+    result = train(config, videos, tmp_path / "run", progress=False,
+                   on_checkpoint=lambda step, path: seen.append((step, path, path.exists())))
+    assert seen == [(result.steps, result.checkpoint, True)]
     torch.manual_seed(3)
     expected = SiamMAE(config.model).encoder.state_dict()
     sources = feature_sources(result.checkpoint)
