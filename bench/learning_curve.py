@@ -81,7 +81,8 @@ def plot(curve: dict, path: Path) -> None:
     scores.grid(alpha=0.3)
     loss_steps, loss_values = zip(*curve["loss"])
     loss.plot(loss_steps, loss_values)
-    loss.set(xlabel="pre-training step", ylabel="training loss", title="loss (norm-pix MSE on masked patches)")
+    target = "norm-pix" if curve["config"]["model"]["norm_pix_loss"] else "pixel"
+    loss.set(xlabel="pre-training step", ylabel="training loss", title=f"loss ({target} MSE on masked patches)")
     loss.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
