@@ -27,6 +27,9 @@ setup(
         # cv2.resize: the exact nearest / bilinear rules CRW, CropMAE and DINO resize with
         # (uint8 fixed-point bilinear, double-precision nearest); headless: no GUI libraries.
         "opencv-python-headless>=4.5",
+        # The demo's loss curve and bench/learning_curve.py's plot: the standard plotting library
+        # (axes, ticks and legends by hand in Pillow would be a small plotting library of our own).
+        "matplotlib>=3.7",
     ],
     extras_require={
         # Triton ships inside CUDA builds of torch; CPU users add it to run kernels in the

@@ -347,3 +347,47 @@ def test_cli_writes_replaces_and_reports(tmp_path, capsys):
     assert "webvid" in capsys.readouterr().err
     assert cli.main(["synth", "--out", str(out), "--set", "davis.colour=3"]) == 2
     assert "unknown key 'colour'" in capsys.readouterr().err
+
+
+def test_camera_changes_pixels_never_labels():
+    exact = build_scene(np.random.default_rng(8), 30, 64, 96, num_objects=2, num_entering=1, people=False, camera=False)
+    seen = build_scene(np.random.default_rng(8), 30, 64, 96, num_objects=2, num_entering=1, people=False)
+    assert exact.camera is None and seen.camera is not None
+    brightness = []
+    for t in (0, 29):
+        a, b = render_frame(exact, t), render_frame(seen, t)
+        np.testing.assert_array_equal(a.objects, b.objects)
+        np.testing.assert_array_equal(a.parts, b.parts)
+        difference = b.rgb.astype(float) - a.rgb.astype(float)
+        assert np.abs(difference).mean() > 2  # light, exposure and noise are all there
+        brightness.append(b.rgb.mean() / a.rgb.mean())
+        np.testing.assert_array_equal(render_frame(seen, t).rgb, b.rgb)  # noise is a function of the scene
+    assert abs(brightness[0] - brightness[1]) > 0.005  # the exposure drifts over time
+
+
+def test_bending_shapes_change_outline_in_place():
+    shape = Shape.ellipse(1.0, 0.6)
+    pose = similarity(np.full(12, 30.0), 30.0, 0.0, 20.0)  # still: only the warp can move it
+    rigid = Sprite(shape, (_flat((200, 10, 10)),), (0,), 0, (), pose, 0)
+    bent = dataclasses.replace(rigid, warp=(0.1, 4.0, 0.5, 0.0))
+    background = np.full((60, 60, 3), 90, np.uint8)
+    masks = {}
+    for name, sprite in (("rigid", rigid), ("bent", bent)):
+        scene = Scene(60, 60, background, np.zeros((12, 2), np.int64), (sprite,), 1, (), ())
+        masks[name] = [render_frame(scene, t).objects for t in (0, 11)]
+    np.testing.assert_array_equal(*masks["rigid"])
+    changed = (masks["bent"][0] != masks["bent"][1]).sum()
+    assert changed > 20, f"the bending outline moved only {changed} pixels"
+
+
+def test_similar_colour_textures_take_the_palette():
+    rng = np.random.default_rng(4)
+    palette = np.array([[40, 160, 60], [200, 200, 40]], np.float32)
+    for kind in ("stripes", "checker"):
+        texture = Texture.random(rng, 20.0, kind, palette=palette)
+        nearest = np.abs(texture.palette()[:, None] - palette[None]).max(-1).min(-1)
+        assert nearest.max() < 50  # each colour is a palette colour, jittered
+    noise = Texture.random(rng, 20.0, "noise", palette=palette).palette()  # mixtures of jittered palette colours
+    assert (noise >= palette.min(0) - 50).all() and (noise <= palette.max(0) + 50).all()
+    free = np.concatenate([Texture.random(rng, 20.0, "checker").palette() for _ in range(10)])
+    assert (free < palette.min(0) - 50).any(axis=1).any()  # without a palette, colours go anywhere

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smae.data.synth_camera import Camera
 from smae.data.synth_shapes import Shape, Texture
 
 # JHMDB's 15 joints, in its order (JHMDB joint_positions.mat, pos_img[:, j, t]).
@@ -40,6 +41,9 @@ class Sprite:
     part_edges: tuple[float, ...]  # len(textures) - 1 increasing band boundaries
     poses: np.ndarray  # (T, 3, 3) world-from-local similarity per frame
     object_index: int  # which object this sprite belongs to (0-based)
+    # Non-rigid motion: local (u, v) -> (u + a sin(k v + w t + p), v + a sin(k u + w t + p + 1)),
+    # warping outline and texture together; (a, k, w, p), a in local units (0: rigid).
+    warp: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Scene:
     num_objects: int
     joints: tuple[np.ndarray, ...]  # per puppet: (T, 15, 2) world (x, y), 0-based pixels
     actions: tuple[str, ...]  # per puppet: "walk" or "wave" (JHMDB action classes)
+    camera: Camera | None = None  # light, exposure drift and noise over the rendering; None: exact
 
     @property
     def num_frames(self) -> int:
@@ -206,13 +211,29 @@ def _limb(pose, textures, part_classes, object_index) -> Sprite:
     return Sprite(Shape.ellipse(1.0, 0.28), textures, part_classes, 0, edges, pose, object_index)
 
 
-def _shape_sprite(rng, num_frames, height, width, object_index, entering) -> Sprite:
+SIMILAR_COLOUR_SHARE = 0.3  # shapes whose colours are taken (jittered) from the background's
+BENDING_SHARE = 0.5  # shapes that bend and ripple (non-rigid) rather than stay rigid
+
+
+def _shape_sprite(rng, num_frames, height, width, object_index, entering, background: Texture) -> Sprite:
     radius = rng.uniform(0.1, 0.35) * min(height, width)
     poses = object_poses(rng, num_frames, height, width, radius, entering)
-    return Sprite(Shape.random(rng), (Texture.random(rng, radius),), (0,), 0, (), poses, object_index)
+    palette = background.palette() if rng.random() < SIMILAR_COLOUR_SHARE else None
+    texture = Texture.random(rng, radius, palette=palette)
+    warp = (0.0, 0.0, 0.0, 0.0)
+    if rng.random() < BENDING_SHARE:
+        warp = (float(rng.uniform(0.04, 0.12)), float(rng.uniform(2, 5)), float(rng.uniform(0.05, 0.2)),
+                float(rng.uniform(0, 2 * np.pi)))
+    return Sprite(Shape.random(rng), (texture,), (0,), 0, (), poses, object_index, warp)
 
 
-def _background(rng, num_frames, height, width):
+def _background_texture(rng, height, width) -> tuple[Texture, float]:
+    """The background's texture and its pixels per texture unit."""
+    unit = 0.25 * min(height, width)
+    return Texture.random(rng, unit, scale=float(rng.uniform(1.0, 2.5))), unit
+
+
+def _background(rng, num_frames, height, width, texture: Texture, unit: float):
     """Background image larger than the frame, and the camera's integer pan path (T, 2)."""
     frames = np.arange(num_frames, dtype=np.float64)
     size = min(height, width)
@@ -220,8 +241,6 @@ def _background(rng, num_frames, height, width):
     path = frames[:, None] * velocity + _wander(rng, frames, 0.05 * size)
     path = np.round(path - path.min(0)).astype(np.int64)  # (T, 2) as (x, y)
     margin_x, margin_y = path.max(0)
-    unit = 0.25 * size  # background pixels per texture unit
-    texture = Texture.random(rng, unit, scale=float(rng.uniform(1.0, 2.5)))
     ys, xs = np.mgrid[0 : height + margin_y, 0 : width + margin_x]
     rgb = texture.sample(xs.ravel() / unit, ys.ravel() / unit)
     image = rgb.reshape(height + margin_y, width + margin_x, 3).astype(np.uint8)
@@ -231,7 +250,7 @@ def _background(rng, num_frames, height, width):
 def build_scene(rng: np.random.Generator, num_frames: int, height: int, width: int, num_objects: int,
                 num_entering: int, people: bool, puppet_share: float = 0.25,
                 person_size: tuple[float, float] = (0.07, 0.13), min_visible: float = 0.003,
-                attempts: int = 50) -> Scene:
+                attempts: int = 50, camera: bool = True) -> Scene:
     """A random scene whose first `num_objects` objects are visible in frame 0.
 
     people: every anchored object is a puppet (JHMDB, VIP); otherwise each one is a puppet
@@ -239,11 +258,13 @@ def build_scene(rng: np.random.Generator, num_frames: int, height: int, width: i
     Entering objects (indices num_objects...) are plain shapes outside the frame at t = 0.
     Each anchored object must show at least max(20, min_visible x H x W) pixels in frame 0
     (not fully occluded); a scene that fails is redrawn from the same generator, so the
-    result stays a function of the seed.
+    result stays a function of the seed. camera: seen through a random Camera (uneven and
+    drifting light, sensor noise), as real video is; False renders the exact colours.
     """
     needed = max(20, int(min_visible * height * width))
     for _ in range(attempts):
         objects, all_joints, actions = [], [], []
+        background_texture, unit = _background_texture(rng, height, width)
         for index in range(num_objects + num_entering):
             entering = index >= num_objects
             if not entering and (people or rng.random() < puppet_share):
@@ -251,12 +272,13 @@ def build_scene(rng: np.random.Generator, num_frames: int, height: int, width: i
                 all_joints.append(joints)
                 actions.append(action)
             else:
-                sprites = [_shape_sprite(rng, num_frames, height, width, index, entering)]
+                sprites = [_shape_sprite(rng, num_frames, height, width, index, entering, background_texture)]
             objects.append(sprites)
         order = rng.permutation(len(objects))  # z-order: later objects occlude earlier ones
-        background, pan = _background(rng, num_frames, height, width)
+        background, pan = _background(rng, num_frames, height, width, background_texture, unit)
+        lens = Camera.random(rng, num_frames, background.shape[:2]) if camera else None
         scene = Scene(height, width, background, pan, tuple(s for i in order for s in objects[i]),
-                      len(objects), tuple(all_joints), tuple(actions))
+                      len(objects), tuple(all_joints), tuple(actions), lens)
         counts = np.bincount(render_frame(scene, 0).objects.ravel(), minlength=len(objects) + 1)
         if (counts[1 : num_objects + 1] >= needed).all() and not counts[num_objects + 1 :].any():
             return scene
@@ -273,7 +295,8 @@ def render_frame(scene: Scene, t: int) -> Frame:
     parts = np.zeros((height, width), np.uint8)
     for sprite in scene.sprites:
         pose = sprite.poses[t]
-        reach = np.hypot(pose[0, 0], pose[1, 0])  # the unit disc's radius in pixels
+        amplitude, frequency, speed, phase = sprite.warp
+        reach = np.hypot(pose[0, 0], pose[1, 0]) * (1 + amplitude)  # the (warped) unit disc's radius in pixels
         x0, y0 = (max(0, int(np.floor(c - reach))) for c in pose[:2, 2])
         x1 = min(width, int(np.ceil(pose[0, 2] + reach)) + 1)
         y1 = min(height, int(np.ceil(pose[1, 2] + reach)) + 1)
@@ -283,6 +306,9 @@ def render_frame(scene: Scene, t: int) -> Frame:
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
         u = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
         v = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+        if amplitude:
+            u, v = (u + amplitude * np.sin(frequency * v + speed * t + phase),
+                    v + amplitude * np.sin(frequency * u + speed * t + phase + 1))
         inside = sprite.shape.contains(u, v)
         if not inside.any():
             continue
@@ -295,4 +321,6 @@ def render_frame(scene: Scene, t: int) -> Frame:
         rgb[y0:y1, x0:x1][inside] = colour.astype(np.uint8)
         objects[y0:y1, x0:x1][inside] = sprite.object_index + 1
         parts[y0:y1, x0:x1][inside] = np.asarray(sprite.part_classes, np.uint8)[part]
+    if scene.camera is not None:
+        rgb = scene.camera.observe(rgb, t, (row, col))
     return Frame(rgb, objects, parts)

@@ -17,8 +17,8 @@ import numpy as np
 
 TEXTURE_KINDS = ("noise", "stripes", "checker")
 SHAPE_KINDS = ("ellipse", "polygon", "blob")
-MIN_PERIOD_PIXELS = 6.0  # smallest stripe / checker / colour-cell period on screen
-MIN_DETAIL_PIXELS = 3.0  # smallest fine-noise cell on screen
+MIN_PERIOD_PIXELS = 12.0  # smallest stripe / checker / colour-cell period on screen
+MIN_DETAIL_PIXELS = 4.0  # smallest fine-noise cell on screen
 
 
 def _bilinear_wrap(grid: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
@@ -60,8 +60,12 @@ class Texture:
     angle: float  # rotation of the pattern in radians
 
     @staticmethod
-    def random(rng: np.random.Generator, unit_pixels: float, kind: str | None = None, scale: float = 1.0) -> Texture:
+    def random(rng: np.random.Generator, unit_pixels: float, kind: str | None = None, scale: float = 1.0,
+               palette: np.ndarray | None = None) -> Texture:
         """A random texture for a surface drawn at `unit_pixels` pixels per local unit.
+
+        palette: (k, 3) colours to draw this texture's colours near (a distractor of similar
+        colour: a surface that looks like another one); None: colours drawn freely.
 
         Feature sizes are drawn in local units (times `scale`) but never below a few pixels:
         finer patterns would alias into per-pixel noise that flickers as the object moves and
@@ -71,7 +75,11 @@ class Texture:
         if kind not in TEXTURE_KINDS:
             raise ValueError(f"unknown texture kind {kind!r}; known: {TEXTURE_KINDS}")
         grid_size = int(rng.integers(4, 9))
-        anchors = np.stack([random_colour(rng) for _ in range(3)])  # (3, 3)
+        if palette is None:
+            colour = lambda: random_colour(rng)  # noqa: E731
+        else:
+            colour = lambda: np.clip(palette[rng.integers(len(palette))] + rng.normal(0, 12, 3), 0, 255).astype(np.float32)  # noqa: E731
+        anchors = np.stack([colour() for _ in range(3)])  # (3, 3)
         # Each coarse cell mixes the three anchor colours: smooth multi-colour blotches.
         weights = rng.dirichlet(np.full(3, 0.6), size=(grid_size, grid_size))  # (g, g, 3)
         colour_grid = (weights @ anchors).astype(np.float32)
@@ -79,14 +87,18 @@ class Texture:
         detail -= detail.mean()
         return Texture(
             kind=kind,
-            colours=np.stack([random_colour(rng), random_colour(rng)]),
+            colours=np.stack([colour(), colour()]),
             colour_grid=colour_grid,
             detail=detail,
-            period=float(max(rng.uniform(0.12, 0.4) * scale, MIN_PERIOD_PIXELS / unit_pixels)),
+            period=float(max(rng.uniform(0.25, 0.7) * scale, MIN_PERIOD_PIXELS / unit_pixels)),
             detail_period=float(max(rng.uniform(0.03, 0.08) * scale, MIN_DETAIL_PIXELS / unit_pixels)),
             detail_amplitude=float(rng.uniform(0.08, 0.2)),
             angle=float(rng.uniform(0, np.pi)),
         )
+
+    def palette(self) -> np.ndarray:
+        """(k, 3) float32: the colours this texture shows (its pattern's or its noise field's)."""
+        return self.colour_grid.reshape(-1, 3) if self.kind == "noise" else self.colours
 
     def sample(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Colours at local coordinates u, v (N,) -> (N, 3) float32 in [0, 255]."""

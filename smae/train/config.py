@@ -87,6 +87,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tuned on held-out synthetic DAVIS sets: 16-pair steps learn as much per pair as 32-pair ones;
     # gaps up to 24 frames (up to 48 learnt less on the synthetic motion); lr 6e-4 (2x: worse);
     # mask ratio, crop scale, decoder depth, encoder size and norm-pix loss moved J&F less than noise.
+    # On the current synthetic content (camera light, noise, bending shapes), measured with
+    # bench/learning_curve.py on its held-out set (seed 1000, never a demo seed): norm-pix off
+    # costs 4.3 points (bench/results/2026-12-06-cpu-demo-tuning.json; docs/demo.md).
     "tiny": TrainConfig(model=PRESETS["tiny"], batch_size=16, epochs=300, warmup_epochs=5, base_lr=1e-2,
                         gap_range=(2, 24), num_workers=1, checkpoint_every=200, log_every=10),
     "vits16": _paper("vits16"),

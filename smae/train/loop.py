@@ -16,6 +16,7 @@ import contextlib
 import os
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def cpu_threads(current: int, num_workers: int) -> int:
 
 
 def train(config: TrainConfig, data: str | Path, out_dir: str | Path, *, preset: str = "custom",
-          resume: bool = False, progress: bool = True) -> RunResult:
+          resume: bool = False, progress: bool = True,
+          on_checkpoint: Callable[[int, Path], None] | None = None) -> RunResult:
     """Pre-trains SiamMAE on the videos under `data` into the run folder `out_dir`.
+
+    on_checkpoint(step, path): called on the main process after each checkpoint is saved (the
+    file is overwritten by the next one: a learning curve copies or scores it there).
 
     Raises TrainingDiverged on a NaN / inf loss, gradient or weight (the last checkpoint, all
     finite, stays as it was), FileExistsError if `out_dir` holds a run and `resume` is False,
@@ -102,7 +107,7 @@ def train(config: TrainConfig, data: str | Path, out_dir: str | Path, *, preset:
     if context.device.type == "cpu":
         torch.set_num_threads(cpu_threads(threads, config.num_workers))
     try:
-        return _train(config, Path(data), Path(out_dir), preset, resume, progress, context)
+        return _train(config, Path(data), Path(out_dir), preset, resume, progress, context, on_checkpoint)
     finally:
         torch.set_num_threads(threads)
         if created_group:
@@ -229,7 +234,7 @@ def _diverged(divergence: Divergence, config: TrainConfig, plan, peak_lr: float,
 
 
 def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool, progress: bool,
-           context: DistContext) -> RunResult:
+           context: DistContext, on_checkpoint: Callable[[int, Path], None] | None) -> RunResult:
     checkpoint = checkpoint_to_resume(out, resume, config)
     augment = PairAugment(config.model.encoder.img_size, config.crop_scale, config.crop_ratio, config.flip_prob)
     dataset = open_pair_dataset(data, augment, config.gap_range, config.repeats, config.seed)
@@ -297,6 +302,8 @@ def _train(config: TrainConfig, data: Path, out: Path, preset: str, resume: bool
                 save_atomic(state, kept)
                 figure = save_reconstruction_figure(out / "figures" / f"step-{step:07d}.png", session.model,
                                                     *figure_pairs, torch.Generator(device=context.device).manual_seed(FIGURE_SEED))
+                if on_checkpoint is not None:
+                    on_checkpoint(step, kept)
             kept_step = step
     bar.close()
     skipped = all_reduce_sum_int(skips.count, context.device, context.world_size)

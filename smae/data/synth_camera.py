@@ -1,0 +1,60 @@
+"""What a real camera adds to a rendered synthetic frame: uneven, drifting light and sensor noise.
+
+A frame is rendered exactly (smae.data.synth_scene), then seen through a Camera:
+
+    observed = clip(rendered * illumination * exposure[t] + noise)
+
+- illumination: a smooth field of light pools and shadows fixed in the scene (it pans with the
+  background), so an object moving across the frame brightens and darkens as it goes;
+- exposure[t]: per-channel gain drifting over time (auto-exposure and white balance);
+- noise: zero-mean Gaussian sensor noise, drawn per frame from the camera's own seed.
+
+Labels are untouched: the camera changes what pixels look like, never which object they show.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LIGHT_POOLS = (3, 7)  # Gaussian light pools / shadows per scene (inclusive)
+LIGHT_DEPTH = 0.35  # strongest brightening or darkening of one pool (relative)
+EXPOSURE_SWING = 0.15  # largest slow change of overall exposure (relative)
+WHITE_BALANCE_SWING = 0.06  # largest slow change of one channel against the others (relative)
+NOISE_SIGMA = (2.0, 6.0)  # sensor noise standard deviation in 8-bit levels (a range)
+
+
+@dataclass(frozen=True)
+class Camera:
+    illumination: np.ndarray  # (Hb, Wb) float32 gain over the background's pixels, around 1
+    exposure: np.ndarray  # (T, 3) float32 per-frame, per-channel gain
+    noise_sigma: float  # 8-bit levels
+    noise_seed: int
+
+    @staticmethod
+    def random(rng: np.random.Generator, num_frames: int, background_shape: tuple[int, int]) -> Camera:
+        rows, cols = background_shape
+        ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float32)
+        log_gain = np.zeros((rows, cols), np.float32)
+        for _ in range(int(rng.integers(LIGHT_POOLS[0], LIGHT_POOLS[1] + 1))):
+            cy, cx = rng.uniform(0, rows), rng.uniform(0, cols)
+            radius = rng.uniform(0.15, 0.5) * min(rows, cols)
+            depth = rng.uniform(-LIGHT_DEPTH, LIGHT_DEPTH)
+            log_gain += depth * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * radius**2))
+        frames = np.arange(num_frames, dtype=np.float64)[:, None]
+        def drift(amplitude, channels):
+            period = rng.uniform(30, 120, size=channels)
+            return amplitude * rng.uniform(0.3, 1.0, size=channels) * np.sin(
+                2 * np.pi * frames / period + rng.uniform(0, 2 * np.pi, size=channels))
+        exposure = np.exp(drift(EXPOSURE_SWING, 1) + drift(WHITE_BALANCE_SWING, 3))  # (T, 3)
+        return Camera(np.exp(log_gain).astype(np.float32), exposure.astype(np.float32),
+                      float(rng.uniform(*NOISE_SIGMA)), int(rng.integers(2**31)))
+
+    def observe(self, rgb: np.ndarray, t: int, pan: tuple[int, int]) -> np.ndarray:
+        """rgb (H, W, 3) uint8 rendered frame t whose top-left corner is at `pan` (row, col) of
+        the background -> (H, W, 3) uint8 as the camera records it."""
+        height, width = rgb.shape[:2]
+        row, col = pan
+        gain = self.illumination[row : row + height, col : col + width, None] * self.exposure[t]  # (H, W, 3)
+        noise = np.random.default_rng((self.noise_seed, t)).normal(0, self.noise_sigma, rgb.shape)
+        return np.clip(rgb * gain + noise, 0, 255).round().astype(np.uint8)
