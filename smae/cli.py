@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("smae.commands.info", "show versions, devices and which kernel backends can run"),
     "prepare": ("smae.commands.prepare", "decode videos once into a frame store that pretrain --data reads fast"),
     "pretrain": ("smae.commands.pretrain", "pre-train SiamMAE on videos (torchrun for several GPUs)"),
-    "demo": ("smae.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
+    "demo": ("smae.commands.demo", "synthetic data, pre-training and label propagation on a CPU in minutes"),
     "propagate": ("smae.commands.propagate", "propagate masks through DAVIS / JHMDB / VIP / YouTube-VOS videos and score them, or through any clip"),
     "synth": ("smae.commands.synth", "write deterministic synthetic videos: mp4, DAVIS, JHMDB, VIP and YouTube-VOS layouts"),
     "evaluate": ("smae.commands.evaluate", "score a results folder: DAVIS J&F (official numbers), JHMDB PCK, VIP mIoU"),

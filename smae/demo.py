@@ -10,8 +10,8 @@
     "seed": N, "seconds": wall time}, and two pictures: OUT/strip.png (the first evaluation
    sequence, frame | ground truth | each source's masks, for a few frames; smae.demo_pictures)
    and OUT/loss.png (the pre-training loss).
-Pre-training has learnt correspondence when "trained" beats "random_init"; the command exits
-with status 1 when it does not.
+Pre-training has learnt correspondence when "trained" beats "random_init"; `smae demo`
+(smae.commands.demo) exits with status 1 when it does not.
 
 --seed N seeds both the synthetic set and the run. The evaluation sequences come from the
 set's DAVIS stream, which the training videos never draw from (smae.data.synth seeds each video
@@ -22,9 +22,7 @@ OUT (default ./smae-demo) must be new, empty, or a folder an earlier demo wrote 
 """
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -34,11 +32,6 @@ SYNTH_PRESET = "tiny"
 TRAIN_PRESET = "tiny"
 SCORE_KEYS = ("J&F-Mean", "J-Mean", "F-Mean")
 SOURCES = ("trained", "random_init", "pixels")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"demo folder (default: ./{DEFAULT_OUT})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic set and the run (default: 0)")
 
 
 def prepare_out_dir(out: Path) -> None:
@@ -162,16 +155,3 @@ def run_demo(out: Path, seed: int = 0, synth_preset=SYNTH_PRESET, train_config=N
     log(format_table(summary))
     log(f"summary: {out / 'summary.json'}; pictures: {strip}, {loss}")
     return summary
-
-
-def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    prepare_out_dir(out)
-    summary = run_demo(out, seed=args.seed)
-    margin = summary["trained"]["J&F-Mean"] - summary["random_init"]["J&F-Mean"]
-    if margin <= 0:
-        print(f"pre-training did not beat the random initialisation (J&F {100 * margin:+.1f}); see "
-              f"{out / 'pretrain' / 'metrics.jsonl'} and the figures", file=sys.stderr)
-        return 1
-    print(f"pre-training beats the random initialisation by {100 * margin:.1f} J&F points")
-    return 0
