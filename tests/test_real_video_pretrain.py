@@ -2,9 +2,9 @@
 `smae pretrain --preset tiny --data STORE` for a few hundred steps: the loss falls clearly below
 where it started, and the reconstruction figure shows a real frame pair.
 
-Full length (the demo's 600 steps over the 4 clips; an epoch is as many pairs as videos):
+Full length (the demo's 1200 steps of 8 pairs, over the 4 clips; an epoch is as many pairs as videos):
     smae prepare --data VIDEOS --out STORE --short-side 96
-    smae pretrain --preset tiny --data STORE --out RUN --set batch_size=8 epochs=1200
+    smae pretrain --preset tiny --data STORE --out RUN --set epochs=2400
 """
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ ENCODERS: dict[str, EncoderConfig] = {
 }
 
 DECODERS: dict[str, DecoderConfig] = {
-    # The demo's: MLP 4x wide and no dropout, which learn faster in the demo's 600 CPU steps.
+    # The demo's: MLP 4x wide and no dropout, which learn faster in the demo's few CPU minutes.
     "dectiny": DecoderConfig(embed_dim=128, depth=2, num_heads=4, mlp_hidden=512, dropout=0.0),
     "dec256d4b": DecoderConfig(embed_dim=256, depth=4, num_heads=8),  # CropMAE's SiamMAE decoder (siam_mae_vit_small)
     "dec512d8b": DecoderConfig(embed_dim=512, depth=8, num_heads=16),  # MAE's default size (CropMAE's siam_mae_vit_base)
