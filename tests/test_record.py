@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench import record
 
-from bench import record  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 README = "# x\nbefore\n<!-- device-record:begin -->\nold table\n<!-- device-record:end -->\nafter\n"
 # The suite part runs `pytest -m cuda` on these: one case passes, one fails, one is not marked.
