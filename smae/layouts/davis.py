@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import read_name_list, write_indexed_png, write_jpeg, write_lines
+from .images import annotation_pngs, read_name_list, write_indexed_png, write_jpeg, write_lines
 
 NAME = "DAVIS-2017"
 RESOLUTION = "480p"
@@ -36,10 +36,7 @@ def frames_folder(root: str | os.PathLike, sequence: str) -> Path:
 def annotation_paths(root: str | os.PathLike, sequence: str) -> list[Path]:
     """Sorted annotation PNGs of one sequence (every frame of a train/val sequence is annotated)."""
     folder = Path(root) / "Annotations" / RESOLUTION / sequence
-    paths = sorted(folder.glob("*.png"))
-    if not paths:
-        raise FileNotFoundError(f"no annotation PNGs in {folder}")
-    return paths
+    return annotation_pngs(folder)
 
 
 class DavisLayout:

@@ -117,6 +117,14 @@ def write_indexed_png(path: Path, labels: np.ndarray, palette: np.ndarray = DAVI
     image.save(path)
 
 
+def annotation_pngs(folder: Path) -> list[Path]:
+    """The PNGs of one video's annotation folder, in name (frame) order; at least one."""
+    paths = sorted(folder.glob("*.png"))
+    if not paths:
+        raise FileNotFoundError(f"no annotation PNGs in {folder}")
+    return paths
+
+
 def read_name_list(path: Path) -> list[str]:
     """Non-empty stripped lines of a list file."""
     if not path.is_file():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import read_name_list, write_jpeg, write_lines
+from .images import annotation_pngs, read_name_list, write_jpeg, write_lines
 
 NAME = "VIP"
 ANNOTATIONS = Path("Annotations") / "Category_ids"
@@ -36,10 +36,7 @@ def frames_folder(root: str | os.PathLike, video: str) -> Path:
 def annotation_paths(root: str | os.PathLike, video: str) -> list[Path]:
     """Sorted category-id PNGs of one VIP video."""
     folder = Path(root) / ANNOTATIONS / video
-    paths = sorted(folder.glob("*.png"))
-    if not paths:
-        raise FileNotFoundError(f"no annotation PNGs in {folder}")
-    return paths
+    return annotation_pngs(folder)
 
 
 class VipLayout:

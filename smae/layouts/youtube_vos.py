@@ -24,7 +24,7 @@ import numpy as np
 
 from smae.errors import UserError
 
-from .images import write_indexed_png, write_jpeg
+from .images import annotation_pngs, write_indexed_png, write_jpeg
 
 NAME = "YouTube-VOS"
 META = "meta.json"
@@ -60,10 +60,7 @@ def frames_folder(root: str | os.PathLike, video: str) -> Path:
 def annotation_paths(root: str | os.PathLike, video: str) -> list[Path]:
     """The given masks of one video, in frame order (at least one)."""
     folder = Path(root) / "Annotations" / video
-    paths = sorted(folder.glob("*.png"))
-    if not paths:
-        raise FileNotFoundError(f"no annotation PNGs in {folder}")
-    return paths
+    return annotation_pngs(folder)
 
 
 class YoutubeVosLayout:
