@@ -1,6 +1,6 @@
 """Learning curve of the demo model: J&F of trained vs random init vs pixels along one long run.
 
-    python bench/learning_curve.py --out /tmp/curve                      # 2400 steps of the demo recipe (2x the demo)
+    python bench/learning_curve.py --out /tmp/curve                      # 4800 steps of the demo recipe (4x the demo)
     python bench/learning_curve.py --out /tmp/try --steps 600 --every 600 --set base_lr=5e-3   # one recipe
 
 Pre-trains the `tiny` recipe on the `tiny` synthetic videos for --steps optimizer steps (the
@@ -92,8 +92,8 @@ def plot(curve: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="work folder (data are reused across runs)")
-    parser.add_argument("--steps", type=int, default=2400, help="optimizer steps of the run (demo: 1200)")
-    parser.add_argument("--every", type=int, default=300, help="steps between scored checkpoints")
+    parser.add_argument("--steps", type=int, default=4800, help="optimizer steps of the run (demo: 1200)")
+    parser.add_argument("--every", type=int, default=400, help="steps between scored checkpoints")
     parser.add_argument("--train-seed", type=int, default=0, help="seed of the training videos and the run")
     parser.add_argument("--eval-seed", type=int, default=TUNING_SEED, help="seed of the held-out DAVIS set")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="recipe overrides, key=value")

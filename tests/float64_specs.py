@@ -129,26 +129,42 @@ def post_norm_decoder_block(x, memory, state, prefix, heads):
     return layer_norm(x + multi_head_attention(x, x, *own, heads), state, f"{prefix}.norm1")
 
 
-def siammae_forward_float64(state, f1, f2, mask, patch, encoder_heads, decoder_heads):
+def pre_norm_decoder_block(x, memory, state, prefix, heads):
+    """The same sublayers in the same order, pre-norm (the `tiny` preset's decoder): x += cross(
+    norm2 x, memory); x += MLP(norm3 x); x += self-attention(norm1 x)."""
+    cross = [state[f"{prefix}.multihead_attn.{n}"] for n in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")]
+    x = x + multi_head_attention(layer_norm(x, state, f"{prefix}.norm2"), memory, *cross, heads)
+    x = x + linear(gelu(linear(layer_norm(x, state, f"{prefix}.norm3"), state, f"{prefix}.linear1")), state, f"{prefix}.linear2")
+    own = [state[f"{prefix}.self_attn.{n}"] for n in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")]
+    h = layer_norm(x, state, f"{prefix}.norm1")
+    return x + multi_head_attention(h, h, *own, heads)
+
+
+def siammae_forward_float64(state, f1, f2, mask, patch, encoder_heads, decoder_heads, norm_first=False,
+                            past_pos_embed=False):
     """SiamMAE (cross-self decoder, CropMAE's layout), eval mode, in float64.
 
     f1, f2 (B, 3, H, W); mask (B, L) 1 = masked. Per sample: f1 encoded whole, f2 from its
     visible patches; the decoder sequence of f2 is [CLS, patch 0 .. L-1] with visible patches'
     embedded tokens and the mask token elsewhere, plus the decoder position table; f1's embedded
-    tokens (no position table) are the cross-attention memory. Returns loss, pred (B, L, p*p*3)."""
+    tokens (no position table, or with it when past_pos_embed) are the cross-attention memory;
+    blocks post-norm (CropMAE) or pre-norm (norm_first). Returns loss, pred (B, L, p*p*3)."""
     batch, length = mask.shape
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("decoder_blocks."))
     preds = []
     for b in range(batch):
         visible = [l for l in range(length) if mask[b, l] == 0]
         memory = linear(vit_encoder(state, f1[b], list(range(length)), patch, encoder_heads), state, "decoder_embed")
+        if past_pos_embed:
+            memory = memory + state["decoder_pos_embed"][0].double()
         encoded = linear(vit_encoder(state, f2[b], visible, patch, encoder_heads), state, "decoder_embed")  # (1 + K, D)
         rows = [encoded[0]]
         for l in range(length):
             rows.append(encoded[1 + visible.index(l)] if l in visible else state["mask_token"][0, 0].double())
         x = torch.stack(rows) + state["decoder_pos_embed"][0].double()
         for block in range(depth):
-            x = post_norm_decoder_block(x, memory, state, f"decoder_blocks.{block}", decoder_heads)
+            decoder_block = pre_norm_decoder_block if norm_first else post_norm_decoder_block
+            x = decoder_block(x, memory, state, f"decoder_blocks.{block}", decoder_heads)
         preds.append(linear(layer_norm(x, state, "decoder_norm"), state, "decoder_pred")[1:])  # [CLS] is row 0
     pred = torch.stack(preds)
     return mae_loss_float64(pred, f2, mask, patch), pred

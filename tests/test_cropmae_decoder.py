@@ -1,6 +1,7 @@
 """smae's SiamMAE is CropMAE's (alexandre-eymael/CropMAE models/SiamMAE.py): a state dict with
 CropMAE's key names and shapes, built here by hand, loads into it, and the forward pass equals an
 independent float64 formulation (tests/float64_specs.py) that reads those keys directly."""
+import dataclasses
 import math
 
 import pytest
@@ -58,15 +59,22 @@ def cropmae_state_dict(name: str = "tiny", seed: int = 0) -> dict[str, torch.Ten
     return state
 
 
-def test_tiny_siammae_equals_the_float64_specification():
+@pytest.mark.parametrize("decoder", ["cropmae", "dectiny"])
+def test_tiny_siammae_equals_the_float64_specification(decoder):
+    """With CropMAE's decoder blocks (post-norm, no position table on f1) and with the `tiny`
+    preset's own (pre-norm, position table on f1 too), same weights, same keys."""
     state = cropmae_state_dict("tiny", seed=1)
-    model = smae.build_model("tiny", weights=state).double().eval()
+    tiny = DECODERS["dectiny"]
+    assert (tiny.norm_first, tiny.past_pos_embed) == (True, True)
+    chosen = tiny if decoder == "dectiny" else dataclasses.replace(tiny, norm_first=False, past_pos_embed=False)
+    model = smae.build_model("tiny", decoder=chosen, weights=state).double().eval()
     f1, f2 = torch.randn(2, 2, 3, 64, 64, dtype=torch.float64).unbind(0)
     with torch.no_grad():
         loss, pred, mask = model(f1, f2, generator=torch.Generator().manual_seed(4))
     assert mask.sum(1).tolist() == [64 - 3, 64 - 3]  # int(64 * 0.05) = 3 visible patches
     config = model_config("tiny")
-    want_loss, want_pred = siammae_forward_float64(state, f1, f2, mask, 8, config.encoder.num_heads, config.decoder.num_heads)
+    want_loss, want_pred = siammae_forward_float64(state, f1, f2, mask, 8, config.encoder.num_heads, config.decoder.num_heads,
+                                                   norm_first=chosen.norm_first, past_pos_embed=chosen.past_pos_embed)
     torch.testing.assert_close(pred, want_pred, rtol=0, atol=1e-10)
     torch.testing.assert_close(loss, want_loss, rtol=0, atol=1e-10)
 

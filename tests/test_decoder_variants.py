@@ -103,6 +103,22 @@ def test_zero_past_mask_ratio_keeps_the_whole_past_frame():
     assert past.shape[1] == 1 + LENGTH
 
 
+def test_past_position_embeddings_follow_the_kept_past_patches():
+    """The `tiny` decoder (past_pos_embed) adds the decoder position table to f1's tokens: [CLS]'s
+    row to [CLS], and each kept patch its own position's row, in the shuffled order it is kept."""
+    model = _model(past_mask_ratio=0.5)
+    assert model.config.decoder.past_pos_embed
+    f1, f2 = _frames(batch=2, seed=3)
+    _, _, _, drawn, past = _run(model, f1, f2)
+    keep = drawn[0].ids_keep  # (B, K1)
+    with torch.no_grad():
+        embedded = model.decoder_embed(model.encoder(f1, keep))  # (B, 1 + K1, D)
+    table = model.decoder_pos_embed[0]  # (1 + L, D)
+    for b in range(2):
+        rows = torch.cat([table[:1], table[1 + keep[b]]])
+        torch.testing.assert_close(past[b], embedded[b] + rows, rtol=0, atol=1e-12)
+
+
 # --- cross and joint decoders -------------------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@ DecoderBlock.py: nn.TransformerDecoderLayer with norm_first=False and its sublay
 the only public SiamMAE decoder shown to reproduce the paper's DAVIS number. Post-norm: each
 sublayer is
     x = norm(x + dropout(sublayer(x)))
+or, with norm_first (pre-norm, as the encoder's blocks; the `tiny` preset's decoder),
+    x = x + dropout(sublayer(norm(x)))
 in the order of the variant (SiamMAE paper, section 3 and Table 2):
 - cross-self (default): cross-attention (queries = f2 tokens, keys/values = f1's decoder tokens
   as they are, no extra norm), MLP, self-attention among f2 tokens;
@@ -26,12 +28,14 @@ SUBLAYER_ORDER = {"cross-self": ("cross", "mlp", "self"), "cross": ("cross", "ml
 
 
 class DecoderBlock(nn.Module):
-    """Post-norm block; parameters cross_attn / self_attn (packed qkv, proj), mlp (fc1, fc2) and
-    norm_cross / norm_mlp / norm_self, one per sublayer of the variant."""
+    """Post-norm (or with norm_first, pre-norm) block; parameters cross_attn / self_attn (packed
+    qkv, proj), mlp (fc1, fc2) and norm_cross / norm_mlp / norm_self, one per sublayer of the variant."""
 
-    def __init__(self, variant: str, dim: int, num_heads: int, mlp_hidden: int, dropout: float):
+    def __init__(self, variant: str, dim: int, num_heads: int, mlp_hidden: int, dropout: float,
+                 norm_first: bool = False):
         super().__init__()
         self.order = SUBLAYER_ORDER[variant]
+        self.norm_first = norm_first
         if "cross" in self.order:
             self.cross_attn = Attention(dim, num_heads, attn_dropout=dropout)
             self.norm_cross = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
@@ -45,24 +49,32 @@ class DecoderBlock(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         """x (B, N, D), context (B, Nc, D) or None (joint) -> (B, N, D)."""
         for sublayer in self.order:
-            if sublayer == "cross":
-                x = self.norm_cross(x + self.drop(self.cross_attn(x, context)))
-            elif sublayer == "mlp":
-                x = self.norm_mlp(x + self.drop(self.mlp(x)))
+            norm = getattr(self, f"norm_{sublayer}")
+            if self.norm_first:
+                x = x + self.drop(self._sublayer(sublayer, norm(x), context))
             else:
-                x = self.norm_self(x + self.drop(self.self_attn(x)))
+                x = norm(x + self.drop(self._sublayer(sublayer, x, context)))
         return x
+
+    def _sublayer(self, sublayer: str, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        if sublayer == "cross":
+            return self.cross_attn(x, context)  # context as it is, never normalised here
+        if sublayer == "mlp":
+            return self.mlp(x)
+        return self.self_attn(x)
 
 
 class SiamDecoder(nn.Module):
     """Blocks over f2's decoder tokens conditioned on f1's, then the final LayerNorm `norm`."""
 
-    def __init__(self, variant: str, dim: int, depth: int, num_heads: int, mlp_hidden: int, dropout: float):
+    def __init__(self, variant: str, dim: int, depth: int, num_heads: int, mlp_hidden: int, dropout: float,
+                 norm_first: bool = False):
         super().__init__()
         if variant not in DECODER_VARIANTS:
             raise ValueError(f"decoder variant {variant!r} is not one of {', '.join(DECODER_VARIANTS)}")
         self.variant = variant
-        self.blocks = nn.ModuleList([DecoderBlock(variant, dim, num_heads, mlp_hidden, dropout) for _ in range(depth)])
+        self.blocks = nn.ModuleList([DecoderBlock(variant, dim, num_heads, mlp_hidden, dropout, norm_first)
+                                     for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
 
     def forward(self, future: torch.Tensor, past: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@ As CropMAE's SiamMAE (models/SiamMAE.py), the decoder inputs are
     past   = decoder_embed(encoder(f1))                                   (no position embedding)
     future = unshuffle([decoder_embed(encoder(f2 visible)), mask tokens]) + decoder_pos_embed
 both with [CLS] first; the prediction is decoder_pred(decoder(future, past)) without [CLS].
+A decoder with past_pos_embed (the `tiny` preset's) adds decoder_pos_embed to `past` too, at
+the positions of f1's tokens.
 
 Shapes: f1, f2 (B, 3, H, W); L = (H/p)*(W/p) patches; K = int(L * (1 - mask_ratio)) visible.
 """
@@ -34,24 +36,34 @@ class SiamMAE(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dec.embed_dim))
         self.decoder_grid = self.encoder.grid  # native grid of the decoder's position table
         self.decoder_pos_embed = nn.Parameter(sincos_2d(dec.embed_dim, self.decoder_grid).unsqueeze(0), requires_grad=False)
-        self.decoder = SiamDecoder(config.decoder_variant, dec.embed_dim, dec.depth, dec.num_heads, dec.mlp_hidden, dec.dropout)
+        self.decoder = SiamDecoder(config.decoder_variant, dec.embed_dim, dec.depth, dec.num_heads, dec.mlp_hidden,
+                                   dec.dropout, dec.norm_first)
         self.decoder_pred = nn.Linear(dec.embed_dim, enc.patch_size**2 * 3)
         init_mae_(self)
 
     def encode(self, imgs: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
-        """imgs (B, 3, H, W) -> tokens (B, 1 + K, E), ids_restore (B, L) or None, mask (B, L)."""
-        batch = imgs.shape[0]
-        grid = self.encoder.grid_of(imgs)
-        length = grid[0] * grid[1]
+        """imgs (B, 3, H, W) -> tokens (B, 1 + K, E), masking (ids_keep, ids_restore, mask) or
+        None when nothing is masked."""
         if mask_ratio == 0:
-            return self.encoder(imgs), None, torch.zeros(batch, length, device=imgs.device)
-        masking = random_masking(batch, length, mask_ratio, imgs.device, generator)
-        return self.encoder(imgs, masking.ids_keep), masking.ids_restore, masking.mask
+            return self.encoder(imgs), None
+        grid = self.encoder.grid_of(imgs)
+        masking = random_masking(imgs.shape[0], grid[0] * grid[1], mask_ratio, imgs.device, generator)
+        return self.encoder(imgs, masking.ids_keep), masking
 
-    def _future_tokens(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
+    def _past_tokens(self, tokens: torch.Tensor, masking, pos_embed: torch.Tensor) -> torch.Tensor:
+        """f1's encoder tokens (B, 1 + K1, E) -> its decoder tokens (B, 1 + K1, Dd); with
+        past_pos_embed, plus the position embeddings (1 + L, Dd) of the tokens kept."""
+        past = self.decoder_embed(tokens)
+        if not self.config.decoder.past_pos_embed:
+            return past
+        if masking is None:
+            return past + pos_embed
+        kept = pos_embed[1:][masking.ids_keep]  # (B, K1, Dd)
+        return past + torch.cat([pos_embed[:1].expand(len(kept), 1, -1), kept], dim=1)
+
+    def _future_tokens(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None, pos_embed: torch.Tensor) -> torch.Tensor:
         """f2's encoder tokens (B, 1 + K, E) -> the full decoder sequence (B, 1 + L, Dd), with mask
-        tokens at the masked positions and the decoder position embeddings."""
-        pos_embed = resize_pos_embed(self.decoder_pos_embed, self.decoder_grid, grid)[0]  # (1 + L, Dd)
+        tokens at the masked positions and the decoder position embeddings (1 + L, Dd)."""
         if ids_restore is None:  # nothing masked
             return self.decoder_embed(tokens) + pos_embed
         return scatter_visible(self.decoder_embed(tokens), ids_restore, self.mask_token.reshape(-1), pos_embed, num_prefix=1)
@@ -64,10 +76,14 @@ class SiamMAE(nn.Module):
         if f1.shape != f2.shape:
             raise ValueError(f"f1 and f2 must have the same shape, got {tuple(f1.shape)} and {tuple(f2.shape)}")
         grid = self.encoder.grid_of(f2)
-        past_tokens, _, _ = self.encode(f1, self.config.past_mask_ratio, generator)  # (B, 1 + K1, E)
-        future_tokens, future_restore, mask = self.encode(f2, self.config.mask_ratio, generator)
-        past = self.decoder_embed(past_tokens)  # keys / values as they are: f1's visible tokens, no position table
-        future = self._future_tokens(future_tokens, future_restore, grid)
+        pos_embed = resize_pos_embed(self.decoder_pos_embed, self.decoder_grid, grid)[0]  # (1 + L, Dd)
+        past_tokens, past_masking = self.encode(f1, self.config.past_mask_ratio, generator)  # (B, 1 + K1, E)
+        future_tokens, future_masking = self.encode(f2, self.config.mask_ratio, generator)
+        past = self._past_tokens(past_tokens, past_masking, pos_embed)  # keys / values of the cross-attention
+        if future_masking is None:  # nothing masked: no patch to score
+            future, mask = self._future_tokens(future_tokens, None, pos_embed), f2.new_zeros(len(f2), grid[0] * grid[1])
+        else:
+            future, mask = self._future_tokens(future_tokens, future_masking.ids_restore, pos_embed), future_masking.mask
         pred = self.decoder_pred(self.decoder(future, past))[:, 1:]  # drop [CLS]: (B, L, p*p*3)
         loss = masked_patch_loss(pred, f2, mask, patch_size=self.patch_size, norm_pix=self.config.norm_pix_loss)
         return loss, pred, mask

@@ -85,12 +85,14 @@ def _paper(model: str) -> TrainConfig:
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The demo: 1200 steps of 8 pairs over the `tiny` synthetic set's 32 videos (300 epochs),
     # a few minutes on 2 CPU cores. Tuned only on a held-out synthetic set (bench/learning_curve.py,
-    # DAVIS stream of seed 1000, never a demo seed; bench/results/2026-12-06-cpu-demo-tuning.json):
-    # at the same pairs, 8-pair steps beat 16-pair ones (J&F 51.6 against 49.0; random init 49.8,
-    # pixels 46.3): the model leaves its early loss plateau by the number of updates, not of
-    # pairs (4-pair steps run fewer pairs per second: 36 against 41 side by side). Gaps up to 24
-    # frames (up to 48 learnt less on the synthetic motion; 1-4 did not help: 49.9); base_lr 1e-2
-    # (2x: 46.3; 0.5x: 50.4 at 16 pairs, 51.5 at 8); mask ratio 0.75: 48.3; norm-pix off: -4.3.
+    # DAVIS stream of seed 1000, never a demo seed; bench/results/2026-12-06-cpu-demo-tuning.json;
+    # J&F x100, random init 49.8, pixels 46.3). What moved it most is the model's own decoder
+    # (smae.models.presets "dectiny": pre-norm, positions on f1's tokens): 55.9 against 51.6 with
+    # CropMAE's blocks. With it: base_lr 1e-2 (2x: 54.9; 0.5x: 55.6), mask ratio 0.95 (0.9: 56.0,
+    # within noise). With CropMAE's blocks: 8-pair steps beat 16-pair ones at the same pairs
+    # (51.6 against 49.0: updates, not pairs, take the model off its loss plateau); gaps up to 24
+    # frames (up to 48 learnt less; 1-4: 49.9 at 16 pairs); norm-pix off: -4.3; crops nearer the
+    # evaluation's object scale: 51.0, 50.8.
     "tiny": TrainConfig(model=PRESETS["tiny"], batch_size=8, epochs=300, warmup_epochs=5, base_lr=1e-2,
                         gap_range=(2, 24), num_workers=1, checkpoint_every=400, log_every=10),
     "vits16": _paper("vits16"),
