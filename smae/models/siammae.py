@@ -61,12 +61,12 @@ class SiamMAE(nn.Module):
         kept = pos_embed[1:][masking.ids_keep]  # (B, K1, Dd)
         return past + torch.cat([pos_embed[:1].expand(len(kept), 1, -1), kept], dim=1)
 
-    def _future_tokens(self, tokens: torch.Tensor, ids_restore: torch.Tensor | None, pos_embed: torch.Tensor) -> torch.Tensor:
+    def _future_tokens(self, tokens: torch.Tensor, masking, pos_embed: torch.Tensor) -> torch.Tensor:
         """f2's encoder tokens (B, 1 + K, E) -> the full decoder sequence (B, 1 + L, Dd), with mask
         tokens at the masked positions and the decoder position embeddings (1 + L, Dd)."""
-        if ids_restore is None:  # nothing masked
+        if masking is None:  # nothing masked
             return self.decoder_embed(tokens) + pos_embed
-        return scatter_visible(self.decoder_embed(tokens), ids_restore, self.mask_token.reshape(-1), pos_embed, num_prefix=1)
+        return scatter_visible(self.decoder_embed(tokens), masking.ids_restore, self.mask_token.reshape(-1), pos_embed, num_prefix=1)
 
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, generator: torch.Generator | None = None):
         """f1, f2 (B, 3, H, W) -> loss (), pred (B, L, p*p*3) in MAE's patchify order, mask (B, L) 1 = masked.
@@ -80,10 +80,8 @@ class SiamMAE(nn.Module):
         past_tokens, past_masking = self.encode(f1, self.config.past_mask_ratio, generator)  # (B, 1 + K1, E)
         future_tokens, future_masking = self.encode(f2, self.config.mask_ratio, generator)
         past = self._past_tokens(past_tokens, past_masking, pos_embed)  # keys / values of the cross-attention
-        if future_masking is None:  # nothing masked: no patch to score
-            future, mask = self._future_tokens(future_tokens, None, pos_embed), f2.new_zeros(len(f2), grid[0] * grid[1])
-        else:
-            future, mask = self._future_tokens(future_tokens, future_masking.ids_restore, pos_embed), future_masking.mask
+        future = self._future_tokens(future_tokens, future_masking, pos_embed)
+        mask = f2.new_zeros(len(f2), grid[0] * grid[1]) if future_masking is None else future_masking.mask  # (B, L)
         pred = self.decoder_pred(self.decoder(future, past))[:, 1:]  # drop [CLS]: (B, L, p*p*3)
         loss = masked_patch_loss(pred, f2, mask, patch_size=self.patch_size, norm_pix=self.config.norm_pix_loss)
         return loss, pred, mask
