@@ -25,13 +25,14 @@ def normalised_patches(frames: torch.Tensor, patch: int) -> torch.Tensor:
     return tokens.reshape(len(frames), side, side, -1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("videos")
     parser.add_argument("--pairs", type=int, default=64)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    from smae.data.pairs import collate_pairs, open_pair_dataset
+    from smae.data.pair_source import open_pair_dataset
+    from smae.data.pairs import collate_pairs
     from smae.data.transforms import PairAugment
     from smae.train.config import train_preset
 
