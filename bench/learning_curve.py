@@ -16,7 +16,8 @@ reports. The same script with short runs and --set overrides is how the `tiny` r
 Writes OUT/curve.json ({"config", "overrides", "train_seed", "eval_seed", "steps": [...],
 "trained": [scores], "random_init": scores, "pixels": scores, "loss": [[step, loss], ...],
 "cpu_seconds" (this process, not the data-loading worker), "seconds"}) and OUT/curve.png after
-every scored checkpoint; --record copies both into bench/results/ under a dated name at the end.
+every scored checkpoint; --record [NAME] copies both into bench/results/ as
+DATE-cpu-NAME.json / .png at the end (NAME defaults to learning-curve).
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def plot(curve: dict, path: Path) -> None:
         scores.axhline(100 * curve[name]["J&F-Mean"], linestyle=style, color="grey" if name == "pixels" else "C1",
                        label=name.replace("_", " "))
     scores.set(xlabel="pre-training step", ylabel="J&F-Mean (x100)",
-               title=f"held-out synthetic DAVIS set (seed {curve['eval_seed']})")
+               title=f"held-out synthetic DAVIS set (seed {curve['eval_seed']})"
+                     + (f"\nrecipe: tiny, {' '.join(curve['overrides'])}" if curve["overrides"] else ""))
     scores.legend()
     scores.grid(alpha=0.3)
     loss_steps, loss_values = zip(*curve["loss"])
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-seed", type=int, default=0, help="seed of the training videos and the run")
     parser.add_argument("--eval-seed", type=int, default=TUNING_SEED, help="seed of the held-out DAVIS set")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="recipe overrides, key=value")
-    parser.add_argument("--record", action="store_true", help="copy curve.json / curve.png into bench/results/")
+    parser.add_argument("--record", nargs="?", const="learning-curve", metavar="NAME",
+                        help="copy curve.json / curve.png into bench/results/ as DATE-cpu-NAME.*")
     args = parser.parse_args(argv)
 
     from smae.demo import initial_model, score_source, trained_and_initial
@@ -110,21 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(scores_dir, ignore_errors=True)
     start, cpu_start = time.perf_counter(), time.process_time()
-    quiet = lambda _: None  # noqa: E731
     patch = config.model.encoder.patch_size
+
+    def score(source, name: str) -> dict:
+        scores = score_source(source, davis, scores_dir / name, log=lambda _: None)
+        del scores["per_object"]
+        return scores
+
     # Scored first, so that an interrupted run still leaves a curve with its baselines.
     curve = {"overrides": args.overrides, "train_seed": args.train_seed, "eval_seed": args.eval_seed,
-             "random_init": score_source(EncoderFeatures(initial_model(config).encoder), davis,
-                                         scores_dir / "random_init", log=quiet),
-             "pixels": score_source(PixelFeatures(stride=patch, cells=min(4, patch)), davis, scores_dir / "pixels",
-                                    log=quiet),
+             "random_init": score(EncoderFeatures(initial_model(config).encoder), "random_init"),
+             "pixels": score(PixelFeatures(stride=patch, cells=min(4, patch)), "pixels"),
              "steps": [], "trained": []}
     for name in ("random_init", "pixels"):
         print(f"{name}: J&F {100 * curve[name]['J&F-Mean']:.1f}", flush=True)
 
     def score_checkpoint(step: int, path: Path) -> None:
         _, trained, _ = trained_and_initial(path)
-        scores = score_source(EncoderFeatures(trained.encoder), davis, scores_dir / f"step-{step:06d}", log=quiet)
+        scores = score(EncoderFeatures(trained.encoder), f"step-{step:06d}")
         curve["steps"].append(step)
         curve["trained"].append(scores)
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     train(config, videos, run_dir, preset="tiny", progress=False, on_checkpoint=score_checkpoint)
     print(f"{curve['seconds']:.0f} s wall, {curve['cpu_seconds']:.0f} s CPU (this process); {args.out / 'curve.json'}")
     if args.record:
-        stem = f"{date.today().isoformat()}-cpu-learning-curve"
+        stem = f"{date.today().isoformat()}-cpu-{args.record}"
         shutil.copy(args.out / "curve.json", RESULTS / f"{stem}.json")
         shutil.copy(args.out / "curve.png", RESULTS / f"{stem}.png")
     return 0

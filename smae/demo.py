@@ -23,6 +23,7 @@ OUT (default ./smae-demo) must be new, empty, or a folder an earlier demo wrote 
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -100,17 +101,38 @@ def feature_sources(checkpoint_path: Path) -> dict:
 
 def score_source(source, davis_root: Path, out_dir: Path, log=print) -> dict:
     """Propagates the DAVIS-layout set under `davis_root` with `source` into `out_dir` (demo
-    protocol) -> {"J&F-Mean", "J-Mean", "F-Mean"} as floats."""
+    protocol) -> {"J&F-Mean", "J-Mean", "F-Mean"} as floats, and "per_object":
+    {"<sequence>_<id>": that object's J&F}."""
     from smae.propagation.pipeline import propagate_dataset
 
     scores = propagate_dataset("davis", davis_root, out_dir, source, demo_protocol(), progress=False, log=log)
-    return {key: float(scores[key]) for key in SCORE_KEYS}
+    per_object = {name: (means["J-Mean"] + means["F-Mean"]) / 2 for name, means in scores["per_object"].items()}
+    return {**{key: float(scores[key]) for key in SCORE_KEYS}, "per_object": per_object}
 
 
-def format_table(summary: dict) -> str:
+def paired_margin(ours: dict[str, float], theirs: dict[str, float]) -> dict:
+    """How far one source's per-object J&F lies above another's on the same objects ->
+    {"J&F": mean difference, "standard_error": its standard error, "objects": n}.
+
+    Paired object by object: both sources saw the same objects, frames and protocol, so what
+    varies is the difference per object. Its mean is the J&F-Mean margin (DAVIS averages J and
+    F over objects); the standard error says how much another synthetic set of the same size
+    could move it.
+    """
+    if ours.keys() != theirs.keys() or len(ours) < 2:
+        raise ValueError(f"need the same two or more objects in both, got {len(ours)} and {len(theirs)}")
+    differences = [ours[name] - theirs[name] for name in ours]
+    return {"J&F": statistics.fmean(differences),
+            "standard_error": statistics.stdev(differences) / len(differences) ** 0.5, "objects": len(differences)}
+
+
+def format_table(summary: dict, margins: dict) -> str:
     lines = [f"{'features':<12}" + "".join(f"{key:>10}" for key in SCORE_KEYS)]
     for name, scores in summary.items():
         lines.append(f"{name:<12}" + "".join(f"{100 * scores[key]:>10.1f}" for key in SCORE_KEYS))
+    for name, margin in margins.items():
+        lines.append(f"trained - {name.replace('_', ' ')}: {100 * margin['J&F']:+.1f} +- "
+                     f"{100 * margin['standard_error']:.1f} J&F (standard error over {margin['objects']} objects)")
     return "\n".join(lines)
 
 
@@ -140,18 +162,21 @@ def run_demo(out: Path, seed: int = 0, synth_preset=SYNTH_PRESET, train_config=N
     results_dir = out / "propagation"
     shutil.rmtree(results_dir, ignore_errors=True)
     log(f"[3/4] label propagation on {data / FORMAT_DIRS['davis']} -> {results_dir}")
-    summary = {}
+    summary, per_object = {}, {}
     for name, source in feature_sources(result.checkpoint).items():
-        summary[name] = score_source(source, data / FORMAT_DIRS["davis"], results_dir / name,
-                                     log=lambda line: log(f"      {name}: {line}"))
-        log(f"      {name}: J&F {100 * summary[name]['J&F-Mean']:.1f}")
+        scores = score_source(source, data / FORMAT_DIRS["davis"], results_dir / name,
+                              log=lambda line: log(f"      {name}: {line}"))
+        per_object[name] = scores.pop("per_object")
+        summary[name] = scores
+        log(f"      {name}: J&F {100 * scores['J&F-Mean']:.1f}")
+    margins = {name: paired_margin(per_object["trained"], per_object[name]) for name in SOURCES[1:]}
 
     strip = save_strip(out / "strip.png", data / FORMAT_DIRS["davis"],
                        {name: results_dir / name for name in summary}, summary)
     loss = save_loss_curve(out / "loss.png", run_dir / "metrics.jsonl")
     seconds = time.perf_counter() - start
-    write_json_atomic(out / "summary.json", {**summary, "seed": seed, "seconds": round(seconds, 1)})
+    write_json_atomic(out / "summary.json", {**summary, "margins": margins, "seed": seed, "seconds": round(seconds, 1)})
     log(f"[4/4] DAVIS-style scores (x100) on the synthetic set, {seconds:.0f} s in all:")
-    log(format_table(summary))
+    log(format_table(summary, margins))
     log(f"summary: {out / 'summary.json'}; pictures: {strip}, {loss}")
     return summary

@@ -14,7 +14,7 @@ from smae import cli
 from smae.data import synth
 from PIL import Image
 
-from smae.demo import MARKER, SOURCES, feature_sources, prepare_out_dir, run_demo
+from smae.demo import MARKER, SOURCES, feature_sources, paired_margin, prepare_out_dir, run_demo
 from smae.demo_pictures import LOSS_DPI, LOSS_FIGSIZE, STRIP_FRAMES, strip_frames, strip_size
 from smae.errors import UserError
 from smae.models import SiamMAE
@@ -55,6 +55,14 @@ def test_demo_runs_end_to_end_on_a_small_set(tmp_path):
     saved = json.loads((out / "summary.json").read_text())
     assert saved["seed"] == 5 and saved["seconds"] > 0
     assert {name: saved[name] for name in SOURCES} == summary
+    # Trained's margin over each baseline, paired over the set's objects: its mean is the
+    # J&F-Mean difference (DAVIS averages over objects), and it carries a standard error.
+    per_object = json.loads((out / "propagation" / "trained" / "metrics.json").read_text())["per_object"]
+    assert set(saved["margins"]) == {"random_init", "pixels"}
+    for baseline, margin in saved["margins"].items():
+        assert margin["objects"] == len(per_object) >= 2
+        assert margin["J&F"] == pytest.approx(summary["trained"]["J&F-Mean"] - summary[baseline]["J&F-Mean"])
+        assert margin["standard_error"] >= 0
     assert json.loads((out / "data" / "synth.json").read_text())["formats"]["davis"]["seed"] == 5
     assert json.loads((out / "pretrain" / "config.json").read_text())["config"]["seed"] == 5
     for scores in summary.values():
@@ -71,6 +79,16 @@ def test_demo_runs_end_to_end_on_a_small_set(tmp_path):
     pixels = np.asarray(strip.convert("RGB"))
     assert pixels.std() > 10  # frames were pasted, not a blank canvas
     assert Image.open(out / "loss.png").size == (round(LOSS_FIGSIZE[0] * LOSS_DPI), round(LOSS_FIGSIZE[1] * LOSS_DPI))
+
+
+def test_paired_margin_is_the_mean_difference_per_object_with_its_standard_error():
+    trained = {"a_1": 0.9, "a_2": 0.5, "b_1": 0.7}
+    baseline = {"a_1": 0.8, "a_2": 0.2, "b_1": 0.2}  # differences 0.1, 0.3, 0.5: sd 0.2
+    margin = paired_margin(trained, baseline)
+    assert margin["J&F"] == pytest.approx(0.3) and margin["objects"] == 3
+    assert margin["standard_error"] == pytest.approx(0.2 / 3 ** 0.5)
+    with pytest.raises(ValueError, match="same two or more objects"):
+        paired_margin(trained, {"a_1": 0.8, "a_2": 0.2, "c_1": 0.2})
 
 
 def test_strip_frames_skip_the_given_first_frame():
