@@ -1,0 +1,77 @@
+"""What a checkpoint's features encode: grid position or colour, against its random init.
+
+    python bench/feature_drift.py --davis DAVIS_ROOT RUN/checkpoint.pt [MORE/checkpoint.pt ...]
+
+Label propagation compares unit-normalised features by their dot product, so a feature that
+mostly says where a patch sits in the frame pulls labels to the same place in the next frame
+whatever moved there. For each checkpoint and for the weights its run started from, on every
+10th frame of the DAVIS-layout set under DAVIS_ROOT (the demo protocol's frame size), prints:
+
+- position share: the fraction of the normalised features' variance explained by the grid cell
+  alone (variance of the per-cell mean over frames, over the total); a feature that ignores
+  position still gets about 1 / frames from sampling, printed as the floor;
+- colour R2: the fraction explained by a linear function of the patch's mean RGB.
+
+Used to trace the fall of the learning curve (docs/demo.md#the-learning-curve).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FRAME_STEP = 10  # every 10th frame: neighbouring frames would mostly repeat each other
+
+
+def held_out_frames(davis_root: Path):
+    """(F, 3, H, W) normalised frames: every FRAME_STEP-th frame of each sequence of the set."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from smae.data.transforms import normalize
+
+    images = []
+    for sequence in sorted((davis_root / "JPEGImages" / "480p").iterdir()):
+        for path in sorted(sequence.glob("*.jpg"))[::FRAME_STEP]:
+            images.append(torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1))
+    return normalize(torch.stack(images).float() / 255)
+
+
+def shares(features, frames, patch: int) -> dict:
+    """features (F, h, w, C) of frames (F, 3, H, W) -> {"position", "colour"} variance shares."""
+    import torch
+    import torch.nn.functional as F
+
+    unit = F.normalize(features, dim=-1)
+    centred = unit - unit.mean((0, 1, 2))
+    total = centred.pow(2).sum(-1).mean()
+    position = centred.mean(0).pow(2).sum(-1).mean() / total
+    flat = centred.reshape(-1, centred.shape[-1])
+    colour = F.avg_pool2d(frames, patch).permute(0, 2, 3, 1).reshape(-1, 3)
+    design = torch.cat([colour, torch.ones(len(colour), 1)], 1)
+    residual = flat - design @ torch.linalg.lstsq(design, flat).solution
+    return {"position": float(position), "colour": float(1 - residual.pow(2).sum(-1).mean() / total)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--davis", type=Path, required=True, help="DAVIS-layout root (e.g. a learning curve's held-out set)")
+    parser.add_argument("checkpoints", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+
+    from smae.demo import trained_and_initial
+    from smae.propagation.features import EncoderFeatures
+
+    frames = held_out_frames(args.davis)
+    print(f"{len(frames)} frames; position share floor ~{1 / len(frames):.3f}")
+    for path in args.checkpoints:
+        config, trained, initial = trained_and_initial(path)
+        for name, model in (("random init", initial), ("trained", trained)):
+            result = shares(EncoderFeatures(model.encoder)(frames), frames, config.model.encoder.patch_size)
+            print(f"{path}  {name:<11}  position share {result['position']:.3f}  colour R2 {result['colour']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
