@@ -137,7 +137,8 @@ def test_argument_errors_are_one_line(args, names):
 @pytest.mark.parametrize("overrides, names", [
     (["epochs=-1"], ["epochs=-1", "at least 1"]),
     (["batch_size=0"], ["batch_size=0"]),
-    (["model.mask_ratio=1.5"], ["model.mask_ratio=1.5", "[0, 1)"]),
+    (["model.mask_ratio=1.5"], ["model.mask_ratio=1.5", "(0, 1)"]),
+    (["model.mask_ratio=0"], ["model.mask_ratio=0", "masked patches to score"]),
     (["model.encoder.embed_dim=130"], ["model.encoder.embed_dim=130", "num_heads"]),
     (["epochs=ten"], ["epochs", "'ten'"]),
     (["epoch=3"], ["epoch", "known keys"]),

@@ -77,7 +77,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_fields(self, {
             "decoder_variant": (lambda v: v in DECODER_VARIANTS, f"must be one of {', '.join(DECODER_VARIANTS)}"),
-            "mask_ratio": (lambda v: 0 <= v < 1, "must be in [0, 1) (some patches of f2 must stay visible)"),
+            # f2's masked patches are all the loss scores (0: nothing to score, a NaN loss) and its
+            # visible ones all the decoder sees of it (1: none).
+            "mask_ratio": (lambda v: 0 < v < 1, "must be in (0, 1) (f2 needs masked patches to score and visible ones)"),
             "past_mask_ratio": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
         })
 
