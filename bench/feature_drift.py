@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--davis", type=Path, required=True, help="DAVIS-layout root (e.g. a learning curve's held-out set)")
     parser.add_argument("checkpoints", type=Path, nargs="+")
     args = parser.parse_args(argv)
+    if not (args.davis / "JPEGImages" / "480p").is_dir():
+        print(f"--davis {args.davis}: no JPEGImages/480p folder in it; give a DAVIS-layout root "
+              f"(a learning curve's DIR/data-davis-1000/davis)", file=sys.stderr)
+        return 2
+    missing = [str(path) for path in args.checkpoints if not path.is_file()]
+    if missing:
+        print(f"checkpoint not found: {', '.join(missing)}; give RUN/checkpoint.pt of a pre-training run",
+              file=sys.stderr)
+        return 2
 
     from smae.demo import trained_and_initial
     from smae.propagation.features import EncoderFeatures

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.feature_drift import shares
+from bench.feature_drift import main, shares
 
 PATCH = 4
 
@@ -32,3 +32,14 @@ def test_features_that_only_say_what_colour_have_it_in_colour():
     result = shares(means @ mixing * 0.1 + offset, frames, PATCH)
     assert result["colour"] > 0.99
     assert result["position"] < 0.2
+
+
+def test_a_wrong_folder_or_checkpoint_is_one_line_and_status_2(tmp_path, capsys):
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"")
+    assert main(["--davis", str(tmp_path / "nowhere"), str(checkpoint)]) == 2
+    assert "--davis" in capsys.readouterr().err
+    (tmp_path / "davis" / "JPEGImages" / "480p").mkdir(parents=True)
+    assert main(["--davis", str(tmp_path / "davis"), str(tmp_path / "missing.pt")]) == 2
+    error = capsys.readouterr().err
+    assert "missing.pt" in error and len(error.strip().splitlines()) == 1
