@@ -24,18 +24,16 @@ FRAME_STEP = 10  # every 10th frame: neighbouring frames would mostly repeat eac
 
 
 def held_out_frames(davis_root: Path):
-    """(F, 3, H, W) normalised frames: every FRAME_STEP-th frame of each sequence of the set."""
-    import numpy as np
+    """(F, 3, H, W) every FRAME_STEP-th frame of each sequence of the set, listed, resized and
+    normalised as the demo's propagation reads them (smae.propagation.videos, demo protocol)."""
     import torch
-    from PIL import Image
 
-    from smae.data.transforms import normalize
+    from smae.demo import demo_protocol
+    from smae.propagation.videos import iter_frame_batches, list_videos
 
-    images = []
-    for sequence in sorted((davis_root / "JPEGImages" / "480p").iterdir()):
-        for path in sorted(sequence.glob("*.jpg"))[::FRAME_STEP]:
-            images.append(torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1))
-    return normalize(torch.stack(images).float() / 255)
+    protocol, device = demo_protocol(), torch.device("cpu")
+    chosen = [path for video in list_videos("davis", davis_root) for path in video.frames[::FRAME_STEP]]
+    return torch.cat([batch.pixels for batch in iter_frame_batches(tuple(chosen), protocol, 1, 32, device)])
 
 
 def shares(features, frames, patch: int) -> dict:

@@ -151,6 +151,7 @@ def siammae_forward_float64(state, f1, f2, mask, patch, encoder_heads, decoder_h
     blocks post-norm (CropMAE) or pre-norm (norm_first). Returns loss, pred (B, L, p*p*3)."""
     batch, length = mask.shape
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("decoder_blocks."))
+    decoder_block = pre_norm_decoder_block if norm_first else post_norm_decoder_block
     preds = []
     for b in range(batch):
         visible = [l for l in range(length) if mask[b, l] == 0]
@@ -163,7 +164,6 @@ def siammae_forward_float64(state, f1, f2, mask, patch, encoder_heads, decoder_h
             rows.append(encoded[1 + visible.index(l)] if l in visible else state["mask_token"][0, 0].double())
         x = torch.stack(rows) + state["decoder_pos_embed"][0].double()
         for block in range(depth):
-            decoder_block = pre_norm_decoder_block if norm_first else post_norm_decoder_block
             x = decoder_block(x, memory, state, f"decoder_blocks.{block}", decoder_heads)
         preds.append(linear(layer_norm(x, state, "decoder_norm"), state, "decoder_pred")[1:])  # [CLS] is row 0
     pred = torch.stack(preds)
