@@ -14,6 +14,7 @@ from smae import cli
 from smae.data import synth
 from smae.layouts.images import DAVIS_PALETTE
 from smae.data.synth import PRESETS, SynthPreset, VideoSetSpec, generate
+from smae.data.synth_camera import Camera
 from smae.data.synth_scene import JOINT_NAMES, Scene, Sprite, build_scene, render_frame, similarity
 from smae.data.synth_shapes import Shape, Texture
 
@@ -363,6 +364,29 @@ def test_camera_changes_pixels_never_labels():
         brightness.append(b.rgb.mean() / a.rgb.mean())
         np.testing.assert_array_equal(render_frame(seen, t).rgb, b.rgb)  # noise is a function of the scene
     assert abs(brightness[0] - brightness[1]) > 0.005  # the exposure drifts over time
+
+
+def test_shading_brightens_the_side_towards_the_light():
+    # A still grey disc at (30, 30), radius 20, lit from +x (angle 0) or from +y (angle pi/2)
+    # through an otherwise neutral camera: no pools, no drift, no noise.
+    pose = similarity(np.full(2, 30.0), 30.0, 0.0, 20.0)
+    disc = Sprite(Shape.ellipse(1.0, 1.0), (_flat((120, 120, 120)),), (0,), 0, (), pose, 0, shading=0.5)
+    background = np.full((60, 60, 3), 90, np.uint8)
+
+    def render(sprite, light_angle):
+        camera = Camera(np.ones((60, 60), np.float32), np.ones((2, 3), np.float32), 0.0, 0, light_angle)
+        scene = Scene(60, 60, background, np.zeros((2, 2), np.int64), (sprite,), 1, (), (), camera)
+        return render_frame(scene, 0).rgb[..., 0].astype(float)
+
+    from_right = render(disc, 0.0)
+    assert from_right[30, 45] > 150 > 120 > 95 > from_right[30, 15]  # exp(+-0.5 * 15/20) of 120 ...
+    np.testing.assert_allclose(from_right[30, 30], 120, atol=1)  # ... and unchanged at the centre
+    assert (np.diff(from_right[30, 12:49]) >= 0).all()  # brighter step by step towards the light
+    from_below = render(disc, np.pi / 2)
+    assert from_below[45, 30] > 150 and from_below[15, 30] < 95
+    np.testing.assert_allclose(from_below[30, 15], from_below[30, 45], atol=1)  # across the light: even
+    flat = render(dataclasses.replace(disc, shading=0.0), 0.0)
+    assert (flat[30, 12:49] == 120).all()
 
 
 def test_bending_shapes_change_outline_in_place():

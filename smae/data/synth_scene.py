@@ -12,11 +12,12 @@ pixel gets exactly one object id and one part class from the same inside-tests t
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from smae.data.synth_camera import Camera
+from smae.data.synth_camera import SHADING, Camera
 from smae.data.synth_shapes import Shape, Texture
 
 # JHMDB's 15 joints, in its order (JHMDB joint_positions.mat, pos_img[:, j, t]).
@@ -44,6 +45,7 @@ class Sprite:
     # Non-rigid motion: local (u, v) -> (u + a sin(k v + w t + p), v + a sin(k u + w t + p + 1)),
     # warping outline and texture together; (a, k, w, p), a in local units (0: rigid).
     warp: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    shading: float = 0.0  # how much brighter towards the camera's light (synth_camera.SHADING; 0: flat)
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,8 @@ def build_scene(rng: np.random.Generator, num_frames: int, height: int, width: i
     Each anchored object must show at least max(20, min_visible x H x W) pixels in frame 0
     (not fully occluded); a scene that fails is redrawn from the same generator, so the
     result stays a function of the seed. camera: seen through a random Camera (uneven and
-    drifting light, sensor noise), as real video is; False renders the exact colours.
+    drifting light, sprites shaded towards one light, sensor noise), as real video is; False
+    renders the exact colours.
     """
     needed = max(20, int(min_visible * height * width))
     for _ in range(attempts):
@@ -276,9 +279,12 @@ def build_scene(rng: np.random.Generator, num_frames: int, height: int, width: i
             objects.append(sprites)
         order = rng.permutation(len(objects))  # z-order: later objects occlude earlier ones
         background, pan = _background(rng, num_frames, height, width, background_texture, unit)
-        lens = Camera.random(rng, num_frames, background.shape[:2]) if camera else None
-        scene = Scene(height, width, background, pan, tuple(s for i in order for s in objects[i]),
-                      len(objects), tuple(all_joints), tuple(actions), lens)
+        sprites = tuple(s for i in order for s in objects[i])
+        lens = None
+        if camera:
+            lens = Camera.random(rng, num_frames, background.shape[:2])
+            sprites = tuple(dataclasses.replace(s, shading=float(rng.uniform(*SHADING))) for s in sprites)
+        scene = Scene(height, width, background, pan, sprites, len(objects), tuple(all_joints), tuple(actions), lens)
         counts = np.bincount(render_frame(scene, 0).objects.ravel(), minlength=len(objects) + 1)
         if (counts[1 : num_objects + 1] >= needed).all() and not counts[num_objects + 1 :].any():
             return scene
@@ -318,6 +324,9 @@ def render_frame(scene: Scene, t: int) -> Frame:
         for index, texture in enumerate(sprite.textures):
             chosen = part == index
             colour[chosen] = texture.sample(u[chosen], v[chosen])
+        if scene.camera is not None and sprite.shading:
+            gain = scene.camera.shade(xs[inside] - pose[0, 2], ys[inside] - pose[1, 2], reach, sprite.shading)
+            colour = np.clip(colour * gain[:, None], 0, 255)
         rgb[y0:y1, x0:x1][inside] = colour.astype(np.uint8)
         objects[y0:y1, x0:x1][inside] = sprite.object_index + 1
         parts[y0:y1, x0:x1][inside] = np.asarray(sprite.part_classes, np.uint8)[part]
