@@ -30,8 +30,8 @@ LIGHT_POOLS = (3, 7)  # Gaussian light pools / shadows per scene (inclusive)
 # pixels matched nearly as well as learnt features: doubling them cost pixels and the random init
 # 7 points of J&F on the held-out set and the trained encoder 5 (bench/results/*-demo-tuning.json).
 LIGHT_DEPTH = 0.7  # strongest brightening or darkening of one pool
-EXPOSURE_SWING = 0.3  # largest slow change of overall exposure
-WHITE_BALANCE_SWING = 0.12  # largest slow change of one channel against the others
+EXPOSURE_SWING = 0.3  # largest change of overall exposure
+WHITE_BALANCE_SWING = 0.12  # largest change of one channel against the others
 # Exposure cycles of 10-40 frames (were 30-120) and shaded sprites together cost pixels 4.7 and
 # the random init 5.7-6.0 points on the held-out set, the trained encoder 3.8: margin +10.6 / +10.1
 # (training seeds 0 / 1) against +8.4 / +8.2.

@@ -86,8 +86,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The demo: 1200 steps of 8 pairs over the `tiny` synthetic set's 32 videos (300 epochs),
     # a few minutes on 2 CPU cores. Tuned only on a held-out synthetic set (bench/learning_curve.py,
     # DAVIS stream of seed 1000, never a demo seed; bench/results/2026-12-06-cpu-demo-tuning.json;
-    # J&F x100, random init 49.8, pixels 46.3, measured before the camera's light was deepened;
-    # with the deeper light of smae.data.synth_camera: trained 50.8, random init 42.4, pixels 38.9).
+    # J&F x100, random init 49.8, pixels 46.3, measured on flat-lit content; with the light
+    # of smae.data.synth_camera as it is now: trained 47.0, random init 36.4, pixels 34.2).
     # What moved it most is the model's own decoder
     # (smae.models.presets "dectiny": pre-norm, positions on f1's tokens): 55.9 against 51.6 with
     # CropMAE's blocks. With it: base_lr 1e-2 (2x: 54.9; 0.5x: 55.6), mask ratio 0.95 (0.9: 56.0,
