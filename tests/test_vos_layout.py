@@ -129,7 +129,9 @@ def test_vos_task_writes_the_server_layout_and_scores_it(vos_root, tmp_path, cap
     assert cli_main(["evaluate", "--gt", str(vos_root / "GroundTruth"), "--results", str(out / "Annotations"),
                      "--semantics", "vos-benchmark", "--json", str(tmp_path / "scores.json")]) == 0
     scores = json.loads((tmp_path / "scores.json").read_text())
-    assert scores == saved and 0.3 < scores["J&F-Mean"] < 1.0
+    # raw pixels on the synthetic set score about 0.3 through its drifting, shaded light; an empty
+    # or misplaced output scores near 0
+    assert scores == saved and 0.2 < scores["J&F-Mean"] < 1.0
     assert set(scores["per_object"]) >= {f"{video}_{i}" for video in youtube_vos.videos(vos_root)
                                          for i in json.loads((vos_root / "meta.json").read_text())["videos"][video]["objects"]}
 
