@@ -14,7 +14,7 @@ from smae import cli
 from smae.data import synth
 from PIL import Image
 
-from smae.demo import MARKER, SOURCES, feature_sources, paired_margin, prepare_out_dir, run_demo
+from smae.demo import MARKER, SOURCES, feature_sources, paired_margin, prepare_out_dir, run_demo, score_source
 from smae.demo_pictures import LOSS_DPI, LOSS_FIGSIZE, STRIP_FRAMES, strip_frames, strip_size
 from smae.errors import UserError
 from smae.models import SiamMAE
@@ -70,6 +70,13 @@ def test_demo_runs_end_to_end_on_a_small_set(tmp_path):
         assert 0 <= scores["J-Mean"] <= 1 and scores["J&F-Mean"] == pytest.approx((scores["J-Mean"] + scores["F-Mean"]) / 2)
     assert (out / "pretrain" / "checkpoint.pt").exists() and list((out / "pretrain" / "figures").glob("*.png"))
     assert any(line.startswith("features") for line in lines)  # the table
+
+    # The encoders were scored in worker processes: each name holds its own source's scores.
+    davis = out / "data" / "davis"
+    for name, source in feature_sources(out / "pretrain" / "checkpoint.pt").items():
+        direct = score_source(source, davis, tmp_path / "direct" / name, log=lambda _: None)
+        assert summary[name]["J&F-Mean"] == pytest.approx(direct["J&F-Mean"], abs=1e-6), name
+    assert summary["trained"] != summary["random_init"]
 
     # The pictures: a strip of frame | ground truth | 3 sources for a few frames of the first
     # sequence, and a 640x400 loss curve.
