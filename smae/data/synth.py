@@ -66,8 +66,8 @@ PRESETS: dict[str, SynthPreset] = {
     # Seconds on one CPU core: enough for tests and a CPU pre-training demo (frame gaps up to
     # 48 need videos of at least 49 frames). The demo compares J&F of trained and random-init
     # encoders on the DAVIS set: with 24 sequences of 40 frames (44-53 objects) the same
-    # checkpoint's margin moved by 2-3 points (standard deviation) from one held-out set to the
-    # next; 48 sequences halve that variance (bench/results/2026-12-06-cpu-demo-seeds.json).
+    # checkpoint's margin moved by about 2 points (standard deviation) from one held-out set to
+    # the next; 48 sequences halve that variance (bench/results/2026-12-06-cpu-demo-seeds.json).
     "tiny": SynthPreset(
         mp4=VideoSetSpec(videos=32, frames=(96, 96), height=128, width=128, objects=(2, 4), entering=(0, 2)),
         davis=VideoSetSpec(videos=48, frames=(40, 40), height=120, width=216, objects=(1, 3), entering=(0, 1)),
