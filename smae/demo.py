@@ -125,8 +125,8 @@ def score_sources(checkpoint: Path, davis_root: Path, results_dir: Path, log=pri
 
     The two encoders run side by side, one spawned process each with half the cores: their
     per-frame operations are too small to keep two threads of one process busy (on 2 cores, both
-    sources of the demo's set took 107 s so, against 137 s one after the other with 2 threads
-    each). Raw pixels, cheap, follow in this process.
+    sources of seed 2's 48-sequence set took 94 s side by side, 134 s one after the other with 2
+    threads each, process starts included). Raw pixels, cheap, follow in this process.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
