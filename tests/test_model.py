@@ -111,3 +111,46 @@ def test_sincos_table_and_bicubic_resize():
 def test_frames_must_fit_the_patch_grid():
     with pytest.raises(ValueError, match="multiple of the patch size"):
         smae.build_model("tiny").encoder.get_features(torch.randn(1, 3, 60, 64))
+
+
+def test_drop_path_skips_whole_samples_and_keeps_the_expectation():
+    """Each sample's branch is either zero or scaled by 1 / (1 - rate), about `rate` of them zero."""
+    from smae.models.vit import drop_path
+
+    torch.manual_seed(0)
+    branch = torch.randn(4000, 5, 8)
+    out = drop_path(branch, 0.25)
+    dropped = (out == 0).flatten(1).all(1)
+    kept = ~dropped
+    torch.testing.assert_close(out[kept], branch[kept] / 0.75, rtol=0, atol=0)
+    assert 0.22 < dropped.float().mean().item() < 0.28  # 4000 draws: 6 standard deviations either side
+    assert abs(out.mean().item() - branch.mean().item()) < 0.02
+
+
+def test_encoder_stochastic_depth_acts_in_training_only():
+    """Rates rise linearly to the last block; the weights (names and values) are those of an
+    encoder without it, and in eval mode so are the outputs."""
+    plain_config = model_config("tiny").encoder
+    deep = smae.models.encoder_from_config(dataclasses.replace(plain_config, drop_path_rate=0.3))
+    plain = smae.models.encoder_from_config(plain_config)
+    assert [round(block.drop_path_rate, 6) for block in deep.blocks] == [0.0, 0.1, 0.2, 0.3]
+    assert plain.state_dict().keys() == deep.state_dict().keys()
+    deep.load_state_dict(plain.state_dict())
+    frames = torch.randn(16, 3, 64, 64)
+    torch.testing.assert_close(deep.eval()(frames), plain.eval()(frames), rtol=0, atol=0)
+    deep.train()
+    draws = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        draws.append(deep(frames))
+    torch.testing.assert_close(draws[0], draws[1], rtol=0, atol=0)  # the draws come from torch's generator
+    assert not torch.allclose(draws[0], draws[2]) and not torch.allclose(draws[0], plain.train()(frames))
+
+
+def test_siammae_takes_the_encoders_stochastic_depth():
+    encoder = model_config("tiny").encoder
+    assert encoder.drop_path_rate == 0.0  # the demo's recipe trains without it
+    model = smae.models.SiamMAE(model_config("tiny", encoder=dataclasses.replace(encoder, drop_path_rate=0.2)))
+    assert model.encoder.blocks[-1].drop_path_rate == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        dataclasses.replace(encoder, drop_path_rate=1.0)

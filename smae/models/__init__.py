@@ -46,4 +46,5 @@ def encoder_from_config(enc: EncoderConfig):
     """The ViT encoder an EncoderConfig describes."""
     from .vit import VisionTransformer
 
-    return VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio)
+    return VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio,
+                             enc.drop_path_rate)

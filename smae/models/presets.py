@@ -36,10 +36,12 @@ class EncoderConfig:
     depth: int = 12
     num_heads: int = 6
     mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.0  # stochastic depth in pre-training, last block's (0: MAE's and SiamMAE's)
 
     def __post_init__(self) -> None:
         check_fields(self, {
             "patch_size": (lambda v: v >= 1, "must be at least 1"),
+            "drop_path_rate": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
             "img_size": (lambda v: v >= self.patch_size and v % self.patch_size == 0,
                          f"must be a positive multiple of patch_size ({self.patch_size})"),
             "mlp_ratio": (lambda v: math.isfinite(v) and v > 0, "must be positive"),

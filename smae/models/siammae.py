@@ -18,11 +18,12 @@ import torch.nn as nn
 
 from smae.kernels import masked_patch_loss, scatter_visible
 
+from . import encoder_from_config
 from .decoder import SiamDecoder
 from .masking import random_masking
 from .pos_embed import resize_pos_embed, sincos_2d
 from .presets import ModelConfig
-from .vit import VisionTransformer, init_mae_
+from .vit import init_mae_
 
 
 class SiamMAE(nn.Module):
@@ -30,7 +31,7 @@ class SiamMAE(nn.Module):
         super().__init__()
         self.config = config
         enc, dec = config.encoder, config.decoder
-        self.encoder = VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio)
+        self.encoder = encoder_from_config(enc)
         self.patch_size = enc.patch_size
         self.decoder_embed = nn.Linear(enc.embed_dim, dec.embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dec.embed_dim))

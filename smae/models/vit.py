@@ -62,19 +62,31 @@ class Mlp(nn.Module):
         return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+def drop_path(branch: torch.Tensor, rate: float) -> torch.Tensor:
+    """Stochastic depth (Huang et al. 2016), per sample: branch (B, ...) zeroed for each sample
+    with probability `rate`, else scaled by 1 / (1 - rate) so that its expectation is unchanged."""
+    keep = torch.rand(branch.shape[0], *(1,) * (branch.dim() - 1), device=branch.device) >= rate
+    return branch * keep.to(branch.dtype) / (1 - rate)
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)); in training each
+    branch is skipped per sample with probability `drop_path_rate` (stochastic depth)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path_rate: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path_rate = drop_path_rate
+
+    def _branch(self, branch: torch.Tensor) -> torch.Tensor:
+        return drop_path(branch, self.drop_path_rate) if self.training and self.drop_path_rate > 0 else branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self._branch(self.attn(self.norm1(x)))
+        return x + self._branch(self.mlp(self.norm2(x)))
 
 
 class PatchEmbed(nn.Module):
@@ -89,9 +101,12 @@ class PatchEmbed(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT with a [CLS] token; `img_size` fixes the native grid of the position table."""
+    """ViT with a [CLS] token; `img_size` fixes the native grid of the position table.
+    drop_path_rate: stochastic depth of the last block in training, rising linearly from 0 at the
+    first block (timm's rule); 0 (the default) leaves every block whole."""
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, embed_dim: int = 384, depth: int = 12, num_heads: int = 6, mlp_ratio: float = 4.0):
+    def __init__(self, img_size: int = 224, patch_size: int = 16, embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
+                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.0):
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
@@ -101,7 +116,8 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(sincos_2d(embed_dim, self.grid).unsqueeze(0), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio, rate) for rate in rates])
         self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
 
     def grid_of(self, imgs: torch.Tensor) -> tuple[int, int]:
