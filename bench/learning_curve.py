@@ -114,7 +114,7 @@ def plot(curve: dict, path: Path, compare: dict | None = None) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="work folder (data are reused across runs)")
     parser.add_argument("--steps", type=int, default=4800, help="optimizer steps of the run (demo: 1200)")
@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, metavar="CURVE_JSON", help="an earlier curve.json to draw in grey")
     parser.add_argument("--record", nargs="?", const="learning-curve", metavar="NAME",
                         help="copy curve.json / curve.png into bench/results/ as DATE-cpu-NAME.*")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     from smae.demo import initial_model, score_source, trained_and_initial
     from smae.propagation.features import EncoderFeatures, PixelFeatures

@@ -147,6 +147,23 @@ def test_demo_scores_48_sequences_and_tuning_keeps_its_24(tmp_path, monkeypatch)
     assert held_out.davis == dataclasses.replace(davis, videos=24)
 
 
+def test_learning_curve_runs_the_demo_recipe_four_times_longer_with_stochastic_depth():
+    """By default the curve is 4800 steps (the demo's 1200 x 4) of the demo's recipe plus the
+    encoder's stochastic depth at 0.2; `--set` alone is the demo's recipe unchanged."""
+    from bench import learning_curve
+
+    demo = TRAIN_PRESETS["tiny"]
+    defaults = learning_curve.parse_args(["--out", "x"])
+    assert (defaults.steps, defaults.every, defaults.overrides) == (4800, 400, ["model.encoder.drop_path_rate=0.2"])
+    config = learning_curve.tiny_config(defaults.steps, defaults.every, defaults.overrides)
+    assert config.epochs == 4 * demo.epochs and config.model.encoder.drop_path_rate == 0.2
+    plain_encoder = dataclasses.replace(config.model.encoder, drop_path_rate=0.0)
+    assert dataclasses.replace(config, epochs=demo.epochs, checkpoint_every=demo.checkpoint_every,
+                               model=dataclasses.replace(config.model, encoder=plain_encoder)) == demo
+    assert learning_curve.parse_args(["--out", "x", "--set"]).overrides == []
+    assert learning_curve.tiny_config(1200, 1200, []).model == demo.model
+
+
 MARGIN = 0.05  # J&F (as a fraction): the demo's claim, pre-training beats both baselines by 5 points
 
 

@@ -8,14 +8,14 @@ import importlib
 from .presets import DECODERS, ENCODERS, PRESETS, DecoderConfig, EncoderConfig, ModelConfig, model_config
 
 # name -> submodule defining it, imported when the name is first used
-_LAZY = {"SiamMAE": ".siammae", "VisionTransformer": ".vit", "encoder_state_dict": ".weights",
-         "load_encoder_weights": ".weights", "load_siammae_weights": ".weights",
+_LAZY = {"SiamMAE": ".siammae", "VisionTransformer": ".vit", "encoder_from_config": ".vit",
+         "encoder_state_dict": ".weights", "load_encoder_weights": ".weights", "load_siammae_weights": ".weights",
          "WeightsError": ".checkpoint_file", "read_checkpoint": ".checkpoint_file", "POS_RESIZE_MODES": ".pos_embed"}
 
 __all__ = [
     "DECODERS", "ENCODERS", "POS_RESIZE_MODES", "PRESETS", "DecoderConfig", "EncoderConfig", "ModelConfig", "SiamMAE",
-    "VisionTransformer", "WeightsError", "build_encoder", "build_model", "encoder_state_dict", "load_encoder_weights",
-    "load_siammae_weights", "model_config", "read_checkpoint",
+    "VisionTransformer", "WeightsError", "build_encoder", "build_model", "encoder_from_config", "encoder_state_dict",
+    "load_encoder_weights", "load_siammae_weights", "model_config", "read_checkpoint",
 ]
 
 
@@ -39,12 +39,8 @@ def build_model(name: str = "vits16", weights=None, **overrides):
 
 def build_encoder(name: str = "vits16"):
     """Just the ViT encoder of a preset (e.g. to evaluate DINO or MAE weights)."""
+    from .vit import encoder_from_config
+
     return encoder_from_config(model_config(name).encoder)
 
 
-def encoder_from_config(enc: EncoderConfig):
-    """The ViT encoder an EncoderConfig describes."""
-    from .vit import VisionTransformer
-
-    return VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio,
-                             enc.drop_path_rate)

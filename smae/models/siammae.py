@@ -18,12 +18,11 @@ import torch.nn as nn
 
 from smae.kernels import masked_patch_loss, scatter_visible
 
-from . import encoder_from_config
 from .decoder import SiamDecoder
 from .masking import random_masking
 from .pos_embed import resize_pos_embed, sincos_2d
 from .presets import ModelConfig
-from .vit import init_mae_
+from .vit import encoder_from_config, init_mae_
 
 
 class SiamMAE(nn.Module):

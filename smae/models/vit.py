@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from smae.kernels import attention, gather_patches
 
 from .pos_embed import DEFAULT_POS_RESIZE, resize_pos_embed, sincos_2d
+from .presets import EncoderConfig
 
 LAYER_NORM_EPS = 1e-6  # MAE / timm ViT
 
@@ -176,3 +177,9 @@ def init_mae_(module: nn.Module) -> None:
     for name, param in module.named_parameters():
         if name.endswith("cls_token") or name.endswith("mask_token"):
             nn.init.normal_(param, std=0.02)
+
+
+def encoder_from_config(enc: EncoderConfig) -> VisionTransformer:
+    """The ViT encoder an EncoderConfig describes."""
+    return VisionTransformer(enc.img_size, enc.patch_size, enc.embed_dim, enc.depth, enc.num_heads, enc.mlp_ratio,
+                             enc.drop_path_rate)

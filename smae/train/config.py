@@ -94,7 +94,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # within noise). With CropMAE's blocks: 8-pair steps beat 16-pair ones at the same pairs
     # (51.6 against 49.0: updates, not pairs, take the model off its loss plateau); gaps up to 24
     # frames (up to 48 learnt less; 1-4: 49.9 at 16 pairs); norm-pix off: -4.3; crops nearer the
-    # evaluation's object scale: 51.0, 50.8.
+    # evaluation's object scale: 51.0, 50.8. Runs several times longer than the demo's should add
+    # model.encoder.drop_path_rate=0.2 (bench/learning_curve.py, LONG_RUN): without it J&F falls
+    # 3.4 points after step 1200, with it it stays 1-2 points under its step-1200 peak; it costs the
+    # demo's own 1200 steps 1.3-1.7 points.
     "tiny": TrainConfig(model=PRESETS["tiny"], batch_size=8, epochs=300, warmup_epochs=5, base_lr=1e-2,
                         gap_range=(2, 24), num_workers=1, checkpoint_every=400, log_every=10),
     "vits16": _paper("vits16"),
