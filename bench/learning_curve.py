@@ -39,7 +39,7 @@ TUNING_SEQUENCES = 24
 RESULTS = Path(__file__).resolve().parent / "results"
 # What a run several times the demo's length adds to the demo's recipe: stochastic depth in the
 # encoder. Without it, held at a high rate past the demo's 1200 steps, the encoder's last blocks
-# turn to coding where a patch sits and J&F falls 3 points from its peak (docs/demo.md, "The
+# turn to coding where a patch sits and J&F falls 3.4 points from its peak (docs/demo.md, "The
 # learning curve"); on the demo's own 1200 steps it costs 1.3-1.7 points, so the demo goes without.
 LONG_RUN = ["model.encoder.drop_path_rate=0.2"]
 

@@ -42,5 +42,3 @@ def build_encoder(name: str = "vits16"):
     from .vit import encoder_from_config
 
     return encoder_from_config(model_config(name).encoder)
-
-
