@@ -32,6 +32,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from smae.errors import UserError
+
 TUNING_SEED = 1000  # synthetic DAVIS set for tuning; `smae demo --seed N` uses small N
 # The held-out set keeps the 24 sequences every run in bench/results/*-demo-tuning.json was scored
 # on (the `tiny` preset's DAVIS set has 48 since), so that new runs compare with the recorded ones.
@@ -45,7 +47,8 @@ LONG_RUN = ["model.encoder.drop_path_rate=0.2"]
 
 
 def tiny_config(steps: int, every: int, overrides: list[str]):
-    """The demo's recipe stretched (or shrunk) to `steps` optimizer steps, then `overrides`."""
+    """The demo's recipe stretched (or shrunk) to `steps` optimizer steps, then `overrides`;
+    UserError for overrides the recipe refuses or steps that are no whole number of epochs."""
     from smae.config import apply_overrides
     from smae.data.synth import PRESETS
     from smae.train.config import train_preset
@@ -55,7 +58,7 @@ def tiny_config(steps: int, every: int, overrides: list[str]):
     videos = PRESETS["tiny"].mp4.videos
     epochs = steps * config.batch_size / videos  # one epoch = as many pairs as videos
     if epochs != int(epochs):
-        raise SystemExit(f"--steps {steps}: need a multiple of {videos // config.batch_size or 1} for whole epochs")
+        raise UserError(f"--steps {steps}: need a multiple of {videos // config.batch_size or 1} for whole epochs")
     return dataclasses.replace(config, epochs=int(epochs), checkpoint_every=every)
 
 
@@ -114,7 +117,21 @@ def plot(curve: dict, path: Path, compare: dict | None = None) -> None:
     plt.close(figure)
 
 
+def read_curve(path: Path, fail) -> dict:
+    """A curve.json this script wrote; fail(message) (argparse's error: one line, exit 2) if not."""
+    try:
+        curve = json.loads(path.read_text())
+        missing = {"overrides", "steps", "trained", "loss"} - set(curve)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+        fail(f"--compare {path}: cannot read it as JSON ({error}); give a curve.json this script wrote")
+    if missing:
+        fail(f"--compare {path}: no {', '.join(sorted(missing))}; give a curve.json this script wrote")
+    return curve
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked before anything is written: --compare comes back read (a curve
+    dict, or None), and `config` is the run's recipe."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="work folder (data are reused across runs)")
     parser.add_argument("--steps", type=int, default=4800, help="optimizer steps of the run (demo: 1200)")
@@ -126,7 +143,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compare", type=Path, metavar="CURVE_JSON", help="an earlier curve.json to draw in grey")
     parser.add_argument("--record", nargs="?", const="learning-curve", metavar="NAME",
                         help="copy curve.json / curve.png into bench/results/ as DATE-cpu-NAME.*")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.compare = read_curve(args.compare, parser.error) if args.compare else None
+    try:
+        args.config = dataclasses.replace(tiny_config(args.steps, args.every, args.overrides), seed=args.train_seed)
+    except UserError as error:
+        parser.error(str(error))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from smae.propagation.features import EncoderFeatures, PixelFeatures
     from smae.train.loop import train
 
-    config = dataclasses.replace(tiny_config(args.steps, args.every, args.overrides), seed=args.train_seed)
-    compare = json.loads(args.compare.read_text()) if args.compare else None
+    config = args.config
     videos, davis = write_data(args.out, args.train_seed, args.eval_seed)
     run_dir, scores_dir = args.out / "run", args.out / "scores"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -168,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                      loss=[[m["step"], m["loss"]] for m in metrics], seconds=round(time.perf_counter() - start, 1),
                      cpu_seconds=round(time.process_time() - cpu_start, 1))
         (args.out / "curve.json").write_text(json.dumps(curve, indent=1) + "\n")
-        plot(curve, args.out / "curve.png", compare)
+        plot(curve, args.out / "curve.png", args.compare)
         print(f"step {step}: trained J&F {100 * scores['J&F-Mean']:.1f} ({curve['seconds']:.0f} s)", flush=True)
 
     train(config, videos, run_dir, preset="tiny", progress=False, on_checkpoint=score_checkpoint)

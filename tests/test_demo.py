@@ -164,6 +164,42 @@ def test_learning_curve_runs_the_demo_recipe_four_times_longer_with_stochastic_d
     assert learning_curve.tiny_config(1200, 1200, []).model == demo.model
 
 
+@pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '{"steps": [400]}'])
+def test_learning_curve_refuses_a_compare_file_that_is_no_curve(tmp_path, capsys, content):
+    """One line naming --compare and the file, exit status 2, before anything is trained or removed."""
+    from bench import learning_curve
+
+    path = tmp_path / "curve.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        learning_curve.parse_args(["--out", str(tmp_path / "out"), "--compare", str(path)])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--compare {path}" in message and "curve.json" in message and "Traceback" not in message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("arguments,named", [(["--set", "model.encoder.drop_path_rate=1"], "--set model.encoder.drop_path_rate=1"),
+                                              (["--steps", "7"], "--steps 7")])
+def test_learning_curve_refuses_a_recipe_it_cannot_run(tmp_path, capsys, arguments, named):
+    from bench import learning_curve
+
+    with pytest.raises(SystemExit) as exit_info:
+        learning_curve.parse_args(["--out", str(tmp_path / "out"), *arguments])
+    assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_learning_curve_reads_the_recorded_curve_to_compare_with():
+    from bench import learning_curve
+
+    recorded = learning_curve.RESULTS / "2026-12-06-cpu-learning-curve.json"
+    args = learning_curve.parse_args(["--out", "x", "--compare", str(recorded)])
+    assert args.compare["overrides"] == [] and args.compare["steps"][:3] == [400, 800, 1200]
+
+
 MARGIN = 0.05  # J&F (as a fraction): the demo's claim, pre-training beats both baselines by 5 points
 
 
